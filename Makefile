@@ -1,0 +1,45 @@
+# wxcompress: `make demo` runs one cycle on the embedded default; `make test` runs the tests.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# torch 2.13.0 (CPU) comes from a local wheel directory when the machine has one (pip's
+# find-links); elsewhere from the package index.
+FIND_LINKS ?= $(or $(PIP_FIND_LINKS),$(shell pip config get global.find-links 2>/dev/null))
+UV_FLAGS := $(if $(FIND_LINKS),--find-links $(FIND_LINKS),)
+CONFIG ?= configs/demo.yaml
+PYTEST_ARGS ?=
+
+.PHONY: demo test up down clean lint venv
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml requirements.lock
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (Python 3.11 is required)"; exit 2; }
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check uv
+	$(VENV)/bin/uv pip install -q --python $(PY) $(UV_FLAGS) -r requirements.lock
+	$(VENV)/bin/uv pip install -q --python $(PY) --no-deps -e .
+	@touch $@
+
+demo: venv
+	$(VENV)/bin/wxc up
+	$(VENV)/bin/wxc run --config $(CONFIG) --report .wxc/demo-report.json
+	@$(VENV)/bin/wxc registry list --config $(CONFIG)
+	@$(VENV)/bin/wxc status
+	@echo "Prefect UI (left running; stop it with 'make down'): $$($(VENV)/bin/python -c 'from infra.stack import status; print(status()["ui"])')"
+
+test: venv
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+up: venv
+	$(VENV)/bin/wxc up
+
+down:
+	@if [ -x $(VENV)/bin/wxc ]; then $(VENV)/bin/wxc down; fi
+
+clean: down
+	rm -rf .wxc .pytest_cache .ruff_cache

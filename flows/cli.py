@@ -1,0 +1,467 @@
+"""``wxc``: the command line of wxcompress.
+
+Stage commands run as Prefect flows against the local stack (started on demand) or the server
+in ``PREFECT_API_URL``. Registry and predict commands need no server.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from wxmodels.errors import WxcError
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="wxcompress: keep compressed weather-forecast models fresh.",
+)
+registry_app = typer.Typer(no_args_is_help=True, help="Browse, pull and roll back models.")
+app.add_typer(registry_app, name="registry")
+out = Console()
+err = Console(stderr=True)
+
+ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="YAML config under configs/.")]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="Override a config field: key.path=value (repeatable)."),
+]
+DaskOpt = Annotated[
+    str | None,
+    typer.Option("--dask-address", help="Join an existing Dask scheduler (tcp://host:8786)."),
+]
+RegistryOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--registry", help="Registry URL (default: $WXC_REGISTRY, the config's, or .wxc/registry)."
+    ),
+]
+
+
+# -- environment -------------------------------------------------------------------------
+def _setup_env() -> None:
+    """Defaults that must be in place before prefect is imported."""
+    from infra.stack import prefect_env
+
+    for k, v in prefect_env({}).items():
+        os.environ.setdefault(k, v)
+    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+
+
+def _ensure_api() -> str:
+    """Use ``PREFECT_API_URL``, else the local stack (started if it is not running)."""
+    from infra import stack
+
+    if os.environ.get("PREFECT_API_URL"):
+        return os.environ["PREFECT_API_URL"]
+    st = stack.status()
+    if not st["healthy"]:
+        err.print("[dim]starting the local Prefect server (stop it with `wxc down`)...[/]")
+        st = stack.up()
+    os.environ["PREFECT_API_URL"] = st["url"]
+    return st["url"]
+
+
+class _UserErrorFormatter(logging.Formatter):
+    """Console formatter that prints user errors (WxcError) as one line, no traceback."""
+
+    def __init__(self, inner: logging.Formatter | None):
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, WxcError):
+            saved = record.exc_info, record.exc_text
+            record.exc_info, record.exc_text = None, None
+            try:
+                return self.inner.format(record)
+            finally:
+                record.exc_info, record.exc_text = saved
+        return self.inner.format(record)
+
+
+def _quiet_user_errors() -> None:
+    for name in ("prefect", "prefect.flow_runs", "prefect.task_runs", ""):
+        for h in logging.getLogger(name).handlers:
+            if isinstance(h, logging.StreamHandler) and not isinstance(
+                h.formatter, _UserErrorFormatter
+            ):
+                h.setFormatter(_UserErrorFormatter(h.formatter))
+
+
+def _load(config: Path, sets: list[str] | None, dask_address: str | None = None):
+    from wxmodels.config import load_config
+
+    overrides = list(sets or [])
+    if dask_address:
+        overrides.append(f"runtime.dask_address={dask_address}")
+    return load_config(config, overrides)
+
+
+def _flows():
+    _ensure_api()
+    import flows.cycle as cycle
+    import flows.stages as stages
+
+    _quiet_user_errors()
+    return stages, cycle
+
+
+def _print_json(obj: Any) -> None:
+    out.print_json(json.dumps(obj, default=str))
+
+
+# -- stages ------------------------------------------------------------------------------
+@app.command()
+def ingest(config: ConfigOpt, set_: SetOpt = None) -> None:
+    """Append what is new in the configured source to the store."""
+    cfg = _load(config, set_)
+    stages, _ = _flows()
+    rep = stages.ingest_flow(cfg)
+    out.print(
+        f"store {rep['store']}: +{rep['appended']} steps ({rep['skipped']} already present),"
+        f" {rep['start']} .. {rep['end']}, version {rep['version']}"
+    )
+    for p in rep["problems"]:
+        err.print(f"[yellow]left out[/] {p['path']}: {p['reason']}")
+
+
+@app.command()
+def train(
+    config: ConfigOpt,
+    set_: SetOpt = None,
+    warm_start: Annotated[
+        str | None,
+        typer.Option(help="Teacher directory, or NAME@ALIAS in the registry, to start from."),
+    ] = None,
+) -> None:
+    """Train (or reuse) the teacher on the store's current version."""
+    cfg = _load(config, set_)
+    ws = _resolve_warm_start(cfg, warm_start)
+    stages, _ = _flows()
+    rec = stages.train_flow(cfg, ws)
+    out.print(
+        f"teacher {rec['id']}: {rec['params']} params, best validation loss "
+        f"{rec['best_val']:.4f} ({rec['dir']})"
+    )
+
+
+def _resolve_warm_start(cfg, warm_start: str | None) -> str | None:
+    if not warm_start or "@" not in warm_start:
+        return warm_start
+    raise WxcError("warm start from the registry is not supported yet: pass a teacher directory")
+
+
+@app.command()
+def compress(config: ConfigOpt, set_: SetOpt = None, dask_address: DaskOpt = None) -> None:
+    """Build the compression matrix from the latest teacher (cells in parallel on Dask)."""
+    from flows.runners import dask_runner
+    from flows.state import load_latest
+
+    cfg = _load(config, set_, dask_address)
+    teacher = load_latest(cfg, "train", "compress")
+    stages, _ = _flows()
+    res = stages.compress_flow.with_options(task_runner=dask_runner(cfg.runtime))(
+        cfg, teacher["dir"]
+    )
+    for c in res["cells"]:
+        out.print(f"{c['name']:24s} {c['label']:28s} {c['size_bytes']:>10d} bytes")
+    for n, e in res["failures"].items():
+        err.print(f"[red]{n} failed[/]: {e}")
+
+
+@app.command()
+def evaluate(config: ConfigOpt, set_: SetOpt = None, dask_address: DaskOpt = None) -> None:
+    """Score the teacher, the candidates and the baselines; apply the gates."""
+    from flows.runners import dask_runner
+    from flows.state import load_latest
+
+    cfg = _load(config, set_, dask_address)
+    teacher = load_latest(cfg, "train", "evaluate")
+    matrix = load_latest(cfg, "compress", "evaluate")
+    stages, _ = _flows()
+    ev = stages.evaluate_flow.with_options(task_runner=dask_runner(cfg.runtime))(
+        cfg, teacher, matrix["cells"], matrix["failures"]
+    )
+    _print_candidates(ev)
+
+
+@app.command()
+def promote(config: ConfigOpt, set_: SetOpt = None) -> None:
+    """Publish the teacher and the winners of the latest evaluation to the registry."""
+    from flows.state import load_latest
+
+    cfg = _load(config, set_)
+    teacher = load_latest(cfg, "train", "promote")
+    ev = load_latest(cfg, "evaluate", "promote")
+    stages, _ = _flows()
+    for p in stages.promote_flow(cfg, ev, teacher["dir"]):
+        out.print(f"{p['model']}@{p['version']} ({p['cell']}): {', '.join(p['aliases'])}")
+
+
+@app.command()
+def run(
+    config: ConfigOpt,
+    set_: SetOpt = None,
+    dask_address: DaskOpt = None,
+    report: Annotated[Path | None, typer.Option(help="Write the cycle report (JSON).")] = None,
+) -> None:
+    """Run the whole cycle: ingest, train, compress, evaluate, promote."""
+    cfg = _load(config, set_, dask_address)
+    _, cycle = _flows()
+    rep = cycle.cycle_flow(cfg)
+    if report:
+        from wxmodels.utils import write_json_atomic
+
+        write_json_atomic(report, rep)
+    _print_report(rep)
+    if report:
+        out.print(f"report: {report}")
+
+
+def _print_candidates(ev: dict[str, Any]) -> None:
+    t = Table(title=f"candidates (test window {ev['test_window'][0]} .. {ev['test_window'][1]})")
+    for col in ("cell", "recipe", "size (bytes)", "ratio", "ms b1", "speedup", "gates"):
+        t.add_column(col)
+    te = ev["teacher"]
+    t.add_row(
+        "teacher",
+        "-",
+        str(te["size_bytes"]),
+        "1.0",
+        f"{te['latency_ms_batch1']:.3f}" if te["latency_ms_batch1"] else "-",
+        "1.0",
+        "-",
+    )
+    for c in ev["candidates"]:
+        lat = c["latency_ms_batch1"]
+        t.add_row(
+            c["name"],
+            c["label"],
+            str(c["size_bytes"]),
+            f"{te['size_bytes'] / c['size_bytes']:.1f}",
+            f"{lat:.3f}" if lat else "-",
+            f"{te['latency_ms_batch1'] / lat:.1f}" if lat and te["latency_ms_batch1"] else "-",
+            "[green]pass[/]"
+            if c["gate"]["passed"]
+            else "[red]fail[/]: " + (c["gate"]["reasons"][0] if c["gate"]["reasons"] else ""),
+        )
+    out.print(t)
+
+
+def _print_report(rep: dict[str, Any]) -> None:
+    t = Table(title=f"{rep['name']}: candidates")
+    for col in ("cell", "recipe", "size ratio", "speedup b1", "gates"):
+        t.add_column(col)
+    for c in rep["candidates"]:
+        t.add_row(
+            c["name"],
+            c["recipe"],
+            f"{c['size_ratio']:.1f}x",
+            f"{c['speedup_batch1']:.1f}x" if c["speedup_batch1"] else "-",
+            "[green]pass[/]"
+            if c["gate"]["passed"]
+            else "[red]fail[/]: " + (c["gate"]["reasons"][0] if c["gate"]["reasons"] else ""),
+        )
+    out.print(t)
+    for f in rep["failures"]:
+        err.print(f"[red]cell {f['name']} failed[/]: {f['error']}")
+    for p in rep["promoted"]:
+        out.print(
+            f"promoted {p['model']}@{p['version']} ({p['cell']}) as {', '.join(p['aliases'])}"
+        )
+    out.print("wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in rep["wall_s"].items()))
+
+
+# -- consumers ---------------------------------------------------------------------------
+def _registry(url: str | None, config: Path | None = None):
+    from wxmodels.registry import Registry
+
+    if url is None and os.environ.get("WXC_REGISTRY"):
+        url = os.environ["WXC_REGISTRY"]
+    so: dict = {}
+    if url is None and config is not None:
+        cfg = _load(config, None)
+        url, so = cfg.promote.registry, dict(cfg.promote.storage_options)
+    return Registry(url or ".wxc/registry", so)
+
+
+@app.command()
+def predict(
+    model: Annotated[str, typer.Option(help="NAME@ALIAS or NAME@VERSION.")],
+    start: Annotated[str, typer.Option(help="Initialisation time (ISO 8601).")],
+    out_path: Annotated[Path, typer.Option("--out", help="Output .nc (NetCDF) or .zarr.")],
+    leads: Annotated[str, typer.Option(help="Lead times in hours, comma separated.")] = "1,6,24",
+    input_: Annotated[
+        str | None,
+        typer.Option(
+            "--input",
+            help="Store, Zarr URL or NetCDF file with the analyses (default: the "
+            "store the model was trained on).",
+        ),
+    ] = None,
+    registry: RegistryOpt = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c")] = None,
+) -> None:
+    """Pull a model (verified) and forecast from the analyses at START."""
+    from wxmodels.predict import forecast, write_forecast
+
+    reg = _registry(registry, config)
+    name, version = reg.resolve(model)
+    dest = reg.pull(
+        f"{name}@{version}", Path(os.environ.get("WXC_HOME", ".wxc")) / "models" / name / version
+    )
+    man = json.loads((dest / "manifest.json").read_text())
+    source = input_ or man["lineage"]["store_url"]
+    try:
+        lead_list = [int(x) for x in leads.split(",") if x.strip()]
+    except ValueError:
+        raise WxcError(f"--leads {leads!r}: give integers, comma separated") from None
+    ds = forecast(dest, source, start, lead_list)
+    path = write_forecast(ds, out_path)
+    out.print(f"{name}@{version}: forecast from {start} at {lead_list} h -> {path}")
+
+
+# -- registry ----------------------------------------------------------------------------
+@registry_app.command("list")
+def registry_list(
+    registry: RegistryOpt = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c")] = None,
+) -> None:
+    """Models, their versions and aliases."""
+    reg = _registry(registry, config)
+    t = Table(title=f"registry {reg.url}")
+    for col in ("model", "version", "kind", "recipe", "size (bytes)", "created", "aliases"):
+        t.add_column(col)
+    for name in reg.names():
+        aliases = reg.aliases(name)
+        for m in reg.versions(name):
+            tags = [a for a, v in aliases.items() if v == m["version"]]
+            t.add_row(
+                name,
+                m["version"],
+                m.get("kind", ""),
+                m.get("recipe_label", ""),
+                str(m.get("metrics", {}).get("size_bytes", "")),
+                m.get("created_at", ""),
+                ", ".join(tags),
+            )
+    out.print(t)
+
+
+@registry_app.command("show")
+def registry_show(
+    ref: str,
+    registry: RegistryOpt = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c")] = None,
+) -> None:
+    """The manifest of NAME@ALIAS or NAME@VERSION."""
+    _print_json(_registry(registry, config).manifest(ref))
+
+
+@registry_app.command("pull")
+def registry_pull(
+    ref: str,
+    dest: Path,
+    registry: RegistryOpt = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c")] = None,
+) -> None:
+    """Download NAME@ALIAS into DEST, verifying every sha256."""
+    reg = _registry(registry, config)
+    name, version = reg.resolve(ref)
+    path = reg.pull(ref, dest)
+    out.print(f"{name}@{version} -> {path} (checksums verified)")
+
+
+@registry_app.command("history")
+def registry_history(
+    ref: str,
+    registry: RegistryOpt = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c")] = None,
+) -> None:
+    """The events of NAME@ALIAS, oldest first."""
+    from wxmodels.registry import parse_ref
+
+    name, alias = parse_ref(ref)
+    t = Table(title=f"{ref}")
+    for col in ("at", "version", "previous", "by", "reason", "run"):
+        t.add_column(col)
+    for e in _registry(registry, config).history(name, alias):
+        t.add_row(e.at, e.version, e.previous or "", e.by, e.reason, e.run)
+    out.print(t)
+
+
+@registry_app.command("rollback")
+def registry_rollback(
+    ref: str,
+    reason: str = "manual rollback",
+    registry: RegistryOpt = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c")] = None,
+) -> None:
+    """Move NAME@ALIAS back to the version it pointed at before."""
+    from wxmodels.registry import parse_ref
+
+    name, alias = parse_ref(ref)
+    ev = _registry(registry, config).rollback(name, alias, reason=reason)
+    out.print(f"{name}@{alias}: {ev.previous} -> {ev.version}")
+
+
+# -- local stack -------------------------------------------------------------------------
+@app.command()
+def up() -> None:
+    """Start the local stack (Prefect server on SQLite under $WXC_HOME)."""
+    from infra import stack
+
+    st = stack.up()
+    out.print(f"Prefect UI: {st['ui']}  (API {st['url']})")
+
+
+@app.command()
+def down() -> None:
+    """Stop the local stack."""
+    from infra import stack
+
+    out.print("stopped" if stack.down() else "nothing to stop")
+
+
+@app.command()
+def status() -> None:
+    """Health of the local stack."""
+    from infra import stack
+
+    st = stack.status()
+    out.print(f"Prefect {st['ui']}: {'healthy' if st['healthy'] else 'not running'}")
+
+
+def main() -> None:
+    _setup_env()
+    import click
+
+    try:
+        app(standalone_mode=False)
+    except WxcError as e:
+        err.print(f"[bold red]error:[/] {e}", highlight=False)
+        sys.exit(2)
+    except click.exceptions.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except click.exceptions.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

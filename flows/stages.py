@@ -1,0 +1,135 @@
+"""One flow per stage; each is also runnable alone through the CLI."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_table_artifact
+from prefect.futures import PrefectFuture
+
+from flows.state import save_latest
+from tasks.compress import build_cell_task
+from tasks.evaluate import assemble_task, latency_task, score_baselines_task, score_model_task
+from tasks.ingest import ingest_task
+from tasks.promote import promote_task
+from tasks.train import train_teacher_task
+from wxmodels.config.cycle import CycleConfig
+from wxmodels.errors import WxcError
+from wxmodels.pipeline.matrix import describe_failure
+
+__all__ = ["compress_flow", "evaluate_flow", "ingest_flow", "promote_flow", "train_flow"]
+
+
+@flow(name="ingest", flow_run_name="ingest-{config.name}")
+def ingest_flow(config: CycleConfig) -> dict[str, Any]:
+    """Append new source data to the store (idempotent)."""
+    rep = ingest_task(config.data)
+    save_latest(config, "ingest", rep)
+    return rep
+
+
+@flow(name="train", flow_run_name="train-{config.name}")
+def train_flow(config: CycleConfig, warm_start: str | None = None) -> dict[str, Any]:
+    """Train (or reuse) the teacher on the store's current version."""
+    rec = train_teacher_task(config, warm_start)
+    save_latest(config, "train", rec)
+    return rec
+
+
+def _gather(futures: dict[str, PrefectFuture]) -> tuple[dict[str, Any], dict[str, str]]:
+    ok, failed = {}, {}
+    for name, fut in futures.items():
+        fut.wait()
+        state = fut.state
+        if state.is_completed():
+            ok[name] = fut.result()
+        else:
+            exc = state.result(raise_on_failure=False)
+            failed[name] = (
+                describe_failure(exc) if isinstance(exc, BaseException) else str(state.message)
+            )
+    return ok, failed
+
+
+@flow(name="compress", flow_run_name="compress-{config.name}")
+def compress_flow(config: CycleConfig, teacher_dir: str) -> dict[str, Any]:
+    """Build every cell of the matrix in parallel; a failed cell is reported, the rest go on."""
+    log = get_run_logger()
+    futures = {
+        c.name: build_cell_task.submit(config, c.name, teacher_dir) for c in config.compress.cells
+    }
+    cells, failures = _gather(futures)
+    for name, err in failures.items():
+        log.error("cell %s failed: %s", name, err)
+    create_table_artifact(
+        key="compression-matrix",
+        table=[
+            {
+                "cell": c["name"],
+                "recipe": c["label"],
+                "params": c["params"],
+                "size_bytes": c["size_bytes"],
+                "sparsity": round(c["sparsity"], 3),
+                "parity": c["parity"],
+                "wall_s": round(c["wall_s"], 1),
+                "error": "",
+            }
+            for c in cells.values()
+        ]
+        + [
+            {
+                "cell": n,
+                "recipe": "",
+                "params": None,
+                "size_bytes": None,
+                "sparsity": None,
+                "parity": None,
+                "wall_s": None,
+                "error": e,
+            }
+            for n, e in failures.items()
+        ],
+        description="Cells of the compression matrix",
+    )
+    if not cells:
+        raise WxcError(f"every cell of the matrix failed; first: {next(iter(failures.values()))}")
+    out = {"cells": list(cells.values()), "failures": failures}
+    save_latest(config, "compress", out)
+    return out
+
+
+@flow(name="evaluate", flow_run_name="evaluate-{config.name}")
+def evaluate_flow(
+    config: CycleConfig,
+    teacher: dict[str, Any],
+    cells: list[dict[str, Any]],
+    failures: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Score teacher, candidates and baselines on the test window; time them; apply gates."""
+    tdir = teacher["dir"]
+    models = {"teacher": f"{tdir}/model.onnx", **{c["name"]: c["onnx"] for c in cells}}
+    score_f = {n: score_model_task.submit(config, n, p, tdir) for n, p in models.items()}
+    base_f = score_baselines_task.submit(config, tdir)
+    scores, failed = _gather(score_f)
+    failed = {**(failures or {}), **failed}
+    if "teacher" in failed:
+        raise WxcError(f"scoring the teacher failed: {failed['teacher']}")
+    kept = [c for c in cells if c["name"] in scores]
+    # timed alone, after the scoring, so that no other task competes for the cores
+    latencies = latency_task.submit(config, {n: models[n] for n in scores}).result()
+    evaluation = assemble_task(
+        config, teacher, kept, list(scores.values()), base_f.result(), latencies, failed
+    )
+    save_latest(config, "evaluate", evaluation)
+    return evaluation
+
+
+@flow(name="promote", flow_run_name="promote-{config.name}")
+def promote_flow(
+    config: CycleConfig, evaluation: dict[str, Any], teacher_dir: str
+) -> list[dict[str, Any]]:
+    """Publish the teacher and the profile winners to the registry."""
+    promoted = promote_task(config, evaluation, teacher_dir)
+    save_latest(config, "promote", promoted)
+    return promoted

@@ -1,0 +1,1 @@
+"""The local stack (Prefect server, ...) and production manifests (compose, Kubernetes, SLURM)."""

@@ -1,0 +1,49 @@
+"""Ingest task."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+
+from tasks.common import IO_RETRIES, IO_RETRY_DELAYS, retry_unless_user_error
+from wxmodels.config.data import DataConfig
+from wxmodels.data.ingest import ingest
+
+__all__ = ["ingest_task"]
+
+
+@task(
+    name="ingest",
+    retries=IO_RETRIES,
+    retry_delay_seconds=IO_RETRY_DELAYS,
+    retry_condition_fn=retry_unless_user_error,
+    timeout_seconds=3600,
+)
+def ingest_task(data: DataConfig) -> dict[str, Any]:
+    """Append what is new in the source to the store; returns the ingest report."""
+    log = get_run_logger()
+    rep = ingest(data).to_dict()
+    log.info(
+        "store %s: +%d steps, %d already present, now %s..%s (version %s)",
+        rep["store"],
+        rep["appended"],
+        rep["skipped"],
+        rep["start"],
+        rep["end"],
+        rep["version"],
+    )
+    for p in rep["problems"]:
+        log.warning("left out %s: %s", p["path"], p["reason"])
+    create_markdown_artifact(
+        key="ingest-report",
+        markdown=(
+            f"### Ingest\n- store `{rep['store']}` version `{rep['version']}`\n"
+            f"- appended {rep['appended']} steps, skipped {rep['skipped']}\n"
+            f"- range {rep['start']} .. {rep['end']}\n"
+            + "".join(f"- left out `{p['path']}`: {p['reason']}\n" for p in rep["problems"])
+        ),
+        description="What this ingest run appended",
+    )
+    return rep

@@ -1,0 +1,47 @@
+"""Promotion task."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.runtime import flow_run
+
+from tasks.common import IO_RETRIES, IO_RETRY_DELAYS, retry_unless_user_error
+from wxmodels.config.cycle import CycleConfig
+from wxmodels.pipeline.promote import promote
+from wxmodels.registry.core import Registry
+
+__all__ = ["promote_task"]
+
+
+@task(
+    name="promote",
+    retries=IO_RETRIES,
+    retry_delay_seconds=IO_RETRY_DELAYS,
+    retry_condition_fn=retry_unless_user_error,
+    timeout_seconds=3600,
+)
+def promote_task(
+    config: CycleConfig, evaluation: dict[str, Any], teacher_dir: str
+) -> list[dict[str, Any]]:
+    """Publish the teacher and the winners; one markdown artifact (the model card) each."""
+    log = get_run_logger()
+    run = f"{flow_run.get_flow_name() or ''}/{flow_run.get_name() or ''} ({flow_run.get_id()})"
+    promoted = promote(config, evaluation, teacher_dir, run=run)
+    reg = Registry(config.promote.registry, config.promote.storage_options)
+    for p in promoted:
+        ref = f"{p['model']}@{p['version']}"
+        log.info("promoted %s (%s) as %s", ref, p["cell"], ", ".join(p["aliases"]))
+        # pull it back: verifies every checksum of what deployers will get
+        tmp = Path(reg.pull(ref, Path(config.workdir) / "pulled" / p["version"]))
+        create_markdown_artifact(
+            key=f"model-card-{p['aliases'][0]}",
+            markdown=(tmp / "card.md").read_text(),
+            description=f"Model card of {ref} ({', '.join(p['aliases'])})",
+        )
+    if not any(p["kind"] == "candidate" for p in promoted):
+        log.warning("no candidate passed the gates; edge/hpc aliases unchanged")
+    return promoted

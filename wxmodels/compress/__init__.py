@@ -1,0 +1,28 @@
+"""Compression methods, one file each, registered by config type (see :mod:`.registry`)."""
+
+# importing the method modules registers them
+from wxmodels.compress import (
+    cluster,
+    distill,
+    int8,
+    lowrank,
+    prune,
+    structured,
+)
+from wxmodels.compress.cell import CellConfig, MethodConfig
+from wxmodels.compress.registry import Method, get_method, methods, register_method
+
+__all__ = [
+    "CellConfig",
+    "Method",
+    "MethodConfig",
+    "cluster",
+    "distill",
+    "get_method",
+    "int8",
+    "lowrank",
+    "methods",
+    "prune",
+    "register_method",
+    "structured",
+]

@@ -1,0 +1,54 @@
+"""A matrix cell: a named chain of method steps (torch steps first, then at most one ONNX step)."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import Field, field_validator, model_validator
+
+from wxmodels.compress.cluster import ClusterConfig
+from wxmodels.compress.distill import DistillConfig
+from wxmodels.compress.int8 import Int8Config
+from wxmodels.compress.lowrank import LowRankConfig
+from wxmodels.compress.prune import PruneConfig
+from wxmodels.compress.registry import get_method
+from wxmodels.compress.structured import StructuredConfig
+from wxmodels.config.base import Strict
+
+__all__ = ["CellConfig", "MethodConfig"]
+
+MethodConfig = Annotated[
+    PruneConfig | StructuredConfig | LowRankConfig | DistillConfig | ClusterConfig | Int8Config,
+    Field(discriminator="method"),
+]
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+
+
+class CellConfig(Strict):
+    """One candidate recipe, e.g. ``distill -> structured -> int8``."""
+
+    name: str
+    """Short unique name (lowercase letters, digits, ``.``, ``_``, ``-``)."""
+    steps: list[MethodConfig] = Field(min_length=1)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError(f"cell name {v!r}: use lowercase letters, digits, '.', '_', '-'")
+        return v
+
+    @model_validator(mode="after")
+    def _order(self) -> CellConfig:
+        stages = [get_method(s).stage for s in self.steps]
+        if "onnx" in stages:
+            first = stages.index("onnx")
+            if any(s == "torch" for s in stages[first:]) or stages.count("onnx") > 1:
+                raise ValueError(f"cell {self.name}: at most one ONNX step, and it comes last")
+        return self
+
+    @property
+    def label(self) -> str:
+        return "+".join(s.method for s in self.steps)

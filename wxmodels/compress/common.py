@@ -1,0 +1,107 @@
+"""Helpers shared by the methods: which convs to touch, and the context methods may use."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+from torch import nn
+
+from wxmodels.config.model import TrainConfig
+from wxmodels.nets.forecaster import Forecaster
+from wxmodels.nets.layers import ConvBlock, PaddedConv
+from wxmodels.training.data import Fields, Split
+from wxmodels.training.loop import FitReport, fit
+
+__all__ = ["CompressContext", "FilterFn", "conv_blocks", "conv_modules"]
+
+FilterFn = Callable[[nn.Module, str], bool]
+"""``filter_fn(module, fqn) -> bool``: whether a method may transform the layer ``fqn``."""
+
+
+def conv_modules(
+    model: Forecaster, filter_fn: FilterFn | None = None
+) -> Iterator[tuple[str, PaddedConv]]:
+    """The core's :class:`PaddedConv` units (fqn relative to the core) that ``filter_fn`` allows."""
+    for fqn, m in model.core.named_modules():
+        if isinstance(m, PaddedConv) and (filter_fn is None or filter_fn(m, fqn)):
+            yield fqn, m
+
+
+def conv_blocks(
+    model: Forecaster, filter_fn: FilterFn | None = None
+) -> Iterator[tuple[str, ConvBlock]]:
+    for fqn, m in model.core.named_modules():
+        if isinstance(m, ConvBlock) and (filter_fn is None or filter_fn(m, fqn)):
+            yield fqn, m
+
+
+@dataclass
+class CompressContext:
+    """What a method may need besides the model: data, the teacher, a fine-tuning loop.
+
+    Attributes:
+        teacher: the (frozen) teacher.
+        fields, split: in-memory data and its time split.
+        train: the teacher's training config (defaults for fine-tuning).
+        seed: this cell's seed (derived from the base seed and the cell id).
+        max_minutes: wall-clock budget of each fine-tuning call.
+    """
+
+    teacher: Forecaster
+    fields: Fields
+    split: Split
+    train: TrainConfig
+    seed: int = 0
+    max_minutes: float = 5.0
+
+    def inits(self, part: str, history: int, steps: int) -> np.ndarray:
+        return self.split.inits(self.fields, part, history=history, lead_steps=steps)
+
+    def finetune(
+        self,
+        model: Forecaster,
+        *,
+        epochs: int,
+        rollout_epochs: int = 0,
+        rollout_steps: int | None = None,
+        lr: float | None = None,
+        teacher: Forecaster | None = None,
+        alpha: float = 1.0,
+        desc: str = "finetune",
+    ) -> FitReport:
+        """Train ``model`` in place with the shared loop (validation early stopping)."""
+        steps = rollout_steps or self.train.rollout_steps
+        tr = self.inits("train", model.history, steps)
+        va = self.inits("val", model.history, steps)
+        return fit(
+            model,
+            self.fields,
+            tr,
+            va,
+            epochs=epochs,
+            rollout_epochs=rollout_epochs,
+            rollout_steps=steps,
+            batch_size=self.train.batch_size,
+            lr=lr if lr is not None else self.train.lr / 3,
+            weight_decay=0.0,
+            patience=max(2, self.train.patience),
+            max_minutes=self.max_minutes,
+            samples_per_epoch=self.train.samples_per_epoch,
+            seed=self.seed,
+            teacher=teacher,
+            alpha=alpha,
+            desc=desc,
+        )
+
+    def calibration(self, n: int, history: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """``n`` seeded random ``(state (1, h, V, H, W), time (1,))`` from the training part."""
+        inits = self.inits("train", history, 1)
+        rng = np.random.default_rng(self.seed)
+        pick = rng.choice(inits, size=min(n, len(inits)), replace=False)
+        out = []
+        for i in pick:
+            state = self.fields.data[i - history + 1 : i + 1][None]
+            out.append((state.astype(np.float32), self.fields.hours[[i]].astype(np.float32)))
+        return out

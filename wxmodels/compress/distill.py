@@ -1,0 +1,70 @@
+"""Knowledge distillation into a smaller student; the loss mixes the truth and the teacher's
+forecasts over the whole rollout."""
+
+from __future__ import annotations
+
+import copy
+from typing import Literal
+
+from pydantic import Field
+
+from wxmodels.compress.common import CompressContext, FilterFn
+from wxmodels.compress.registry import Method, register_method
+from wxmodels.config.base import Strict
+from wxmodels.nets.forecaster import Forecaster
+
+__all__ = ["DistillConfig", "apply"]
+
+
+class DistillConfig(Strict):
+    """A student architecture and its training."""
+
+    method: Literal["distill"] = "distill"
+    arch: Literal["unet", "resnet"] = "unet"
+    width: int = Field(8, ge=2)
+    depth: int = Field(2, ge=0, le=4)
+    activation: Literal["relu", "silu", "gelu"] = "relu"
+    history: int | None = Field(None, ge=1, le=6)
+    """Past states the student sees (the teacher's when ``None``)."""
+    alpha: float = Field(0.5, ge=0, le=1)
+    """Weight of the truth in the target; ``1 - alpha`` goes to the teacher's forecast."""
+    epochs: int = Field(15, ge=1)
+    rollout_epochs: int = Field(3, ge=0)
+    rollout_steps: int | None = Field(None, ge=2)
+    lr: float | None = Field(None, gt=0)
+    """Learning rate (the teacher's when ``None``)."""
+
+
+def apply(
+    model: Forecaster,
+    config: DistillConfig,
+    *,
+    ctx: CompressContext,
+    filter_fn: FilterFn | None = None,
+) -> Forecaster:
+    """Return a new, trained student; ``model`` acts as the teacher and is not changed."""
+    spec = copy.deepcopy(model.spec)
+    spec.net = {
+        **spec.net,
+        "arch": config.arch,
+        "width": config.width,
+        "depth": config.depth,
+        "activation": config.activation,
+        "history": config.history or spec.net.get("history", 1),
+    }
+    spec.overrides = {}
+    student = Forecaster(spec, valid=model.valid.view(spec.grid).numpy())
+    ctx.finetune(
+        student,
+        epochs=config.epochs,
+        rollout_epochs=config.rollout_epochs,
+        rollout_steps=config.rollout_steps,
+        lr=config.lr or ctx.train.lr,
+        teacher=model,
+        alpha=config.alpha,
+        desc="distill",
+    )
+    return student
+
+
+register_method(Method("distill", DistillConfig, "torch", apply))

@@ -1,0 +1,74 @@
+"""Unstructured L1 magnitude pruning with a sparsity schedule and fine-tuning.
+
+Sparsity alone does not shrink a dense ONNX file nor speed it up; the deployable size is the
+sparse-encoded artifact (see :mod:`wxmodels.compress.packing`).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from torch import nn
+from torch.nn.utils import prune as tprune
+
+from wxmodels.compress.common import CompressContext, FilterFn, conv_modules
+from wxmodels.compress.registry import Method, register_method
+from wxmodels.config.base import Strict
+from wxmodels.nets.forecaster import Forecaster
+
+__all__ = ["PruneConfig", "apply"]
+
+
+class PruneConfig(Strict):
+    """Magnitude pruning of conv weights."""
+
+    method: Literal["prune"] = "prune"
+    amount: float = Field(0.5, gt=0, lt=1)
+    """Final fraction of weights set to zero."""
+    scope: Literal["global", "layer"] = "global"
+    """``global``: one threshold over all chosen layers; ``layer``: the same fraction in each."""
+    steps: int = Field(2, ge=1, le=10)
+    """Prune/fine-tune rounds; sparsity follows the cubic schedule of Zhu & Gupta (2017)."""
+    finetune_epochs: int = Field(2, ge=0)
+    """Fine-tuning epochs after each round."""
+
+
+def _weights(model: Forecaster, filter_fn: FilterFn | None) -> list[tuple[nn.Module, str]]:
+    out = []
+    for _, m in conv_modules(model, filter_fn):
+        convs = [m.conv] if isinstance(m.conv, nn.Conv2d) else list(m.conv.children())
+        out.extend((c, "weight") for c in convs)
+    return out
+
+
+def apply(
+    model: Forecaster,
+    config: PruneConfig,
+    *,
+    ctx: CompressContext,
+    filter_fn: FilterFn | None = None,
+) -> Forecaster:
+    params = _weights(model, filter_fn)
+    if not params:
+        raise ValueError("prune: filter_fn selected no conv layer")
+    done = 0.0
+    for s in range(config.steps):
+        target = config.amount * (1 - (1 - (s + 1) / config.steps) ** 3)
+        step_amount = (target - done) / (1 - done)
+        if config.scope == "global":
+            tprune.global_unstructured(
+                params, pruning_method=tprune.L1Unstructured, amount=step_amount
+            )
+        else:
+            for mod, name in params:
+                tprune.l1_unstructured(mod, name, amount=step_amount)
+        done = target
+        if config.finetune_epochs:
+            ctx.finetune(model, epochs=config.finetune_epochs, desc=f"prune {s + 1}")
+    for mod, name in params:
+        tprune.remove(mod, name)
+    return model
+
+
+register_method(Method("prune", PruneConfig, "torch", apply))

@@ -1,0 +1,11 @@
+"""The base class of every configuration model."""
+
+from pydantic import BaseModel, ConfigDict
+
+__all__ = ["Strict"]
+
+
+class Strict(BaseModel):
+    """A frozen pydantic model that rejects unknown fields (a typo is an error, not a no-op)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)

@@ -1,0 +1,157 @@
+"""Where the data comes from, where it is stored, and how time is split."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from wxmodels.config.base import Strict
+from wxmodels.schema import VARIABLES
+
+__all__ = [
+    "DataConfig",
+    "FilesSourceConfig",
+    "SourceConfig",
+    "SplitConfig",
+    "SyntheticSourceConfig",
+    "ZarrSourceConfig",
+]
+
+
+def expand(path: str) -> str:
+    """Expand ``${VAR:-default}``, ``$VAR`` and ``~`` in a path."""
+    import re
+
+    def sub(m: re.Match) -> str:
+        name, default = m.group(1), m.group(3)
+        return os.environ.get(name) or (default if default is not None else "")
+
+    path = re.sub(r"\$\{(\w+)(:-([^}]*))?\}", sub, path)
+    return os.path.expanduser(os.path.expandvars(path))
+
+
+class _SourceBase(Strict):
+    rename: dict[str, str] = {}
+    """Explicit ``{source variable: canonical variable}``; wins over the built-in alias tables."""
+    units: dict[str, str] = {}
+    """``{source variable: units}`` for files whose units attribute is missing or wrong."""
+    accumulation_hours: float | None = None
+    """Accumulation period of accumulated fields (ERA5 ``tp``/``ssrd``: 1 for hourly files)."""
+    member: Literal["mean"] | int = "mean"
+    """Ensemble dimension handling: the ensemble mean, or one member's number."""
+
+    @field_validator("rename")
+    @classmethod
+    def _known_targets(cls, v: dict[str, str]) -> dict[str, str]:
+        bad = [t for t in v.values() if t not in VARIABLES and f"{t}_500hPa" not in VARIABLES]
+        if bad:
+            raise ValueError(f"rename targets are not canonical variables: {bad}")
+        return v
+
+
+class FilesSourceConfig(_SourceBase):
+    """Local (or fsspec) NetCDF / GRIB files selected by glob patterns."""
+
+    kind: Literal["files"] = "files"
+    paths: list[str] = Field(min_length=1)
+    """Glob patterns; ``${WXC_DATA_DIR:-../shared/data}`` style variables are expanded."""
+    engine: Literal["auto", "netcdf4", "h5netcdf", "scipy", "cfgrib"] = "auto"
+    """xarray engine; ``auto`` picks cfgrib for ``.grib``/``.grb``/``.grib2`` files."""
+
+    def expanded(self) -> list[str]:
+        return [expand(p) for p in self.paths]
+
+
+class ZarrSourceConfig(_SourceBase):
+    """A Zarr store in the WeatherBench 2 / ARCO-ERA5 layout, opened through fsspec."""
+
+    kind: Literal["zarr"] = "zarr"
+    url: str
+    """Local path, ``gs://``, ``s3://`` or any fsspec URL."""
+    storage_options: dict[str, str | bool | int] = {}
+    """Passed to fsspec (for example ``{token: anon}``); never put secrets here: use the
+    environment."""
+    start: str | None = None
+    """First time step to read (inclusive); ``None`` for the beginning."""
+    end: str | None = None
+    """Last time step to read (inclusive); ``None`` for the end."""
+    lat_bounds: tuple[float, float] | None = None
+    """Spatial subset ``(south, north)`` in degrees."""
+    lon_bounds: tuple[float, float] | None = None
+    """Spatial subset ``(west, east)`` in degrees, -180..180."""
+
+
+class SyntheticSourceConfig(_SourceBase):
+    """The project's SYNTHETIC atmosphere (not real data), written as ERA5-style NetCDF files
+    into ``directory`` and then ingested like any other files."""
+
+    kind: Literal["synthetic"] = "synthetic"
+    directory: str = ".wxc/demo/landing"
+    """Where the day files are written."""
+    start: str = "2024-01-01"
+    days: int = Field(21, ge=3)
+    nlat: int = Field(16, ge=4)
+    nlon: int = Field(24, ge=4)
+    resolution: float = Field(1.0, gt=0)
+    seed: int = 0
+    accumulation_hours: float | None = 1.0
+
+
+SourceConfig = Annotated[
+    FilesSourceConfig | ZarrSourceConfig | SyntheticSourceConfig, Field(discriminator="kind")
+]
+
+
+class SplitConfig(Strict):
+    """A time split with gaps, so that no training sample's targets leak into validation/test.
+
+    Fractions are of the store's committed time range; gaps are cut out after each part.
+    """
+
+    train_fraction: float = Field(0.65, gt=0, lt=1)
+    val_fraction: float = Field(0.1, gt=0, lt=1)
+    gap_hours: int = Field(24, ge=0)
+    """Hours left out between train and validation and between validation and test (>= the
+    longest lead, so that targets never overlap)."""
+    test_start: str | None = None
+    """Start of the test window; overrides the fractions for the test part when set."""
+
+    @model_validator(mode="after")
+    def _fractions(self) -> SplitConfig:
+        if self.train_fraction + self.val_fraction >= 0.95:
+            raise ValueError("train_fraction + val_fraction must leave room for a test window")
+        return self
+
+
+class DataConfig(Strict):
+    """Source, store, variables and split."""
+
+    source: SourceConfig
+    store: str
+    """The canonical Zarr store: a local path or ``s3://bucket/key``."""
+    storage_options: dict[str, str | bool | int] = {}
+    """fsspec options for the store (endpoint_url, ...). Credentials come from the environment."""
+    variables: list[str] = Field(min_length=1)
+    """Canonical variables to ingest, train on and forecast."""
+    time_chunk: int = Field(24, ge=1)
+    """Time steps per Zarr chunk."""
+    max_nan_fraction: float = Field(0.05, ge=0, le=1)
+    """Largest fraction of NaNs a variable may have outside the static (land-sea) mask."""
+    split: SplitConfig = SplitConfig()
+
+    @field_validator("variables")
+    @classmethod
+    def _known(cls, v: list[str]) -> list[str]:
+        bad = [x for x in v if x not in VARIABLES]
+        if bad:
+            raise ValueError(f"unknown canonical variables {bad}; see wxmodels.schema")
+        if len(set(v)) != len(v):
+            raise ValueError("variables are listed twice")
+        return v
+
+    @field_validator("store")
+    @classmethod
+    def _expand_store(cls, v: str) -> str:
+        return expand(v)

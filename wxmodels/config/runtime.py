@@ -1,0 +1,36 @@
+"""Where work runs and where models go."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from wxmodels.config.base import Strict
+
+__all__ = ["PromoteConfig", "RuntimeConfig"]
+
+
+class RuntimeConfig(Strict):
+    """Compute for the compression matrix and evaluation."""
+
+    dask_address: str | None = None
+    """Address of an existing Dask scheduler (``tcp://host:8786``); ``None`` starts a
+    LocalCluster."""
+    n_workers: int = Field(2, ge=1)
+    """Workers of the LocalCluster (ignored with ``dask_address``)."""
+    threads_per_worker: int = Field(1, ge=1)
+    torch_threads: int = Field(1, ge=1)
+    """torch / onnxruntime threads inside each task."""
+
+
+class PromoteConfig(Strict):
+    """The registry and what is promoted to it."""
+
+    registry: str = ".wxc/registry"
+    """Registry URL: a local directory or any fsspec URL (``s3://bucket/prefix``)."""
+    storage_options: dict[str, str | bool | int] = {}
+    """fsspec options (endpoint_url, ...). Credentials come from the environment."""
+    promote_teacher: bool = True
+    """Publish the teacher and point the ``teacher`` alias at it."""
+    hpc_max_rmse_increase: float = Field(0.02, ge=0)
+    """``hpc``: the fastest passing candidate whose RMSE is within this fraction of the
+    best passing candidate's at every gated variable and lead."""

@@ -1,0 +1,1 @@
+"""Reading sources, mapping them to the canonical schema, validating and storing them."""

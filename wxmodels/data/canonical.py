@@ -1,0 +1,283 @@
+"""Map a source dataset onto the canonical schema (:mod:`wxmodels.schema`).
+
+Canonical means: dims ``(time, lat, lon)``, latitude ascending, longitude in [-180, 180) ascending,
+canonical variable names and units, float32, pressure levels flattened into ``<name>_<lev>hPa``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+
+import numpy as np
+import xarray as xr
+
+from wxmodels.errors import DataError
+from wxmodels.schema import LAT, LON, TIME, VARIABLES, get_variable
+
+__all__ = ["ALIASES", "convert_units", "normalise_units", "to_canonical"]
+
+log = logging.getLogger(__name__)
+
+# Source name -> canonical name. Keys are ERA5/GRIB short names, WFDE5 names, CF standard names
+# and WeatherBench 2 / ARCO-ERA5 long names. Names of level variables map to the base name.
+ALIASES: Mapping[str, str] = {
+    # ERA5 short names (GRIB / CDS NetCDF)
+    "t2m": "2m_temperature",
+    "d2m": "2m_dewpoint_temperature",
+    "u10": "10m_u_component_of_wind",
+    "v10": "10m_v_component_of_wind",
+    "si10": "10m_wind_speed",
+    "tp": "total_precipitation_rate",
+    "tcc": "total_cloud_cover",
+    "ssrd": "surface_solar_radiation_downwards",
+    "strd": "surface_thermal_radiation_downwards",
+    "msl": "mean_sea_level_pressure",
+    "sp": "surface_pressure",
+    "t": "temperature",
+    "z": "geopotential",
+    "u": "u_component_of_wind",
+    "v": "v_component_of_wind",
+    "q": "specific_humidity",
+    # WFDE5 / WATCH forcing names
+    "Tair": "2m_temperature",
+    "Qair": "2m_specific_humidity",
+    "Wind": "10m_wind_speed",
+    "pr": "total_precipitation_rate",
+    "SWdown": "surface_solar_radiation_downwards",
+    "LWdown": "surface_thermal_radiation_downwards",
+    "PSurf": "surface_pressure",
+    # WeatherBench 2 / ARCO-ERA5
+    "total_precipitation": "total_precipitation_rate",
+    "total_precipitation_1hr": "total_precipitation_rate",
+    "total_precipitation_6hr": "total_precipitation_rate",
+    "surface_solar_radiation_downwards": "surface_solar_radiation_downwards",
+    "specific_humidity": "specific_humidity",
+}
+
+# CF standard_name -> canonical name, used when a variable's own name is unknown.
+_STANDARD_NAMES: Mapping[str, str] = {
+    "air_temperature": "2m_temperature",
+    "specific_humidity": "2m_specific_humidity",
+    "wind_speed": "10m_wind_speed",
+    "precipitation_flux": "total_precipitation_rate",
+    "surface_downwelling_shortwave_flux_in_air": "surface_solar_radiation_downwards",
+    "surface_downwelling_longwave_flux_in_air": "surface_thermal_radiation_downwards",
+    "air_pressure_at_mean_sea_level": "mean_sea_level_pressure",
+    "eastward_wind": "10m_u_component_of_wind",
+    "northward_wind": "10m_v_component_of_wind",
+    "cloud_area_fraction": "total_cloud_cover",
+}
+
+_LEVEL_DIMS = ("isobaricInhPa", "level", "pressure_level", "plev")
+_LAT_NAMES = ("lat", "latitude", "y")
+_LON_NAMES = ("lon", "longitude", "x")
+_ENSEMBLE_DIMS = ("number", "member", "realization")
+
+
+def normalise_units(units: str | None) -> str:
+    """Spell ``units`` one way: ``kg m**-2 s**-1`` and ``kg m^-2 s^-1`` become ``kg m-2 s-1``."""
+    if units is None:
+        return ""
+    u = units.strip().replace("**", "").replace("^", "")
+    u = re.sub(r"\s+", " ", u)
+    return {
+        "degC": "degC",
+        "deg_C": "degC",
+        "C": "degC",
+        "celsius": "degC",
+        "Celsius": "degC",
+        "degK": "K",
+        "kelvin": "K",
+        "Kelvin": "K",
+        "(0 - 1)": "1",
+        "0-1": "1",
+        "fraction": "1",
+        "m/s": "m s-1",
+        "ms-1": "m s-1",
+        "W/m2": "W m-2",
+        "W/m^2": "W m-2",
+        "J/m2": "J m-2",
+        "kg/kg": "kg kg-1",
+        "mm/h": "mm h-1",
+        "mm/hr": "mm h-1",
+        "m2/s2": "m2 s-2",
+        "kg m-2": "mm",
+        "millibars": "hPa",
+        "mbar": "hPa",
+        "mb": "hPa",
+    }.get(u, u)
+
+
+def convert_units(
+    values: xr.DataArray, src: str, dst: str, *, step_hours: float | None = None, name: str = ""
+) -> xr.DataArray:
+    """Convert ``values`` from units ``src`` to ``dst``.
+
+    Accumulations (``m``, ``mm``, ``J m-2``) need ``step_hours``, the accumulation period.
+    Raises :class:`DataError` for a conversion that is not known.
+    """
+    s, d = normalise_units(src), normalise_units(dst)
+    if s == d:
+        return values
+
+    def need_step() -> float:
+        if not step_hours:
+            raise DataError(
+                f"{name}: converting accumulated {s!r} to {d!r} needs the accumulation period; "
+                "set the source's accumulation_hours"
+            )
+        return float(step_hours)
+
+    table = {
+        ("degC", "K"): lambda x: x + 273.15,
+        ("K", "degC"): lambda x: x - 273.15,
+        ("kg m-2 s-1", "mm h-1"): lambda x: x * 3600.0,
+        ("mm s-1", "mm h-1"): lambda x: x * 3600.0,
+        ("m s-1", "mm h-1"): lambda x: x * 3.6e6,
+        ("m", "mm h-1"): lambda x: x * 1000.0 / need_step(),
+        ("mm", "mm h-1"): lambda x: x / need_step(),
+        ("J m-2", "W m-2"): lambda x: x / (need_step() * 3600.0),
+        ("%", "1"): lambda x: x / 100.0,
+        ("hPa", "Pa"): lambda x: x * 100.0,
+        ("kPa", "Pa"): lambda x: x * 1000.0,
+        ("g kg-1", "kg kg-1"): lambda x: x / 1000.0,
+        ("m", "m2 s-2"): lambda x: x * 9.80665,
+    }
+    try:
+        fn = table[(s, d)]
+    except KeyError:
+        raise DataError(
+            f"{name}: cannot convert units {src!r} to {dst!r}; set the source's `units` override "
+            "if the file's units attribute is wrong"
+        ) from None
+    out = fn(values)
+    out.attrs = dict(values.attrs)
+    return out
+
+
+def _find(ds: xr.Dataset, names: tuple[str, ...], what: str) -> str:
+    for n in names:
+        if n in ds.dims or n in ds.coords:
+            return n
+    raise DataError(f"no {what} coordinate found (looked for {', '.join(names)})")
+
+
+def _canonical_name(name: str, da: xr.DataArray, rename: Mapping[str, str]) -> str | None:
+    if name in rename:
+        return rename[name]
+    if name in VARIABLES:
+        return name
+    if name in ALIASES:
+        return ALIASES[name]
+    std = da.attrs.get("standard_name")
+    if std in _STANDARD_NAMES:
+        return _STANDARD_NAMES[std]
+    return None
+
+
+def to_canonical(
+    ds: xr.Dataset,
+    *,
+    rename: Mapping[str, str] | None = None,
+    units: Mapping[str, str] | None = None,
+    variables: list[str] | None = None,
+    accumulation_hours: float | None = None,
+    member: str | int = "mean",
+) -> xr.Dataset:
+    """Return ``ds`` in the canonical schema.
+
+    Args:
+        ds: source dataset with a time dim, lat/lon (any common spelling), variables under
+            ERA5, WFDE5, CF or WeatherBench 2 names.
+        rename: explicit ``{source name: canonical name}``; wins over the alias tables.
+        units: ``{source name: units}`` for files whose units attribute is missing or wrong.
+        variables: canonical variables to keep (all mapped ones when ``None``). A variable asked
+            for and absent raises :class:`DataError`.
+        accumulation_hours: accumulation period of accumulated fields (ERA5 ``tp``, ``ssrd``).
+        member: ensemble handling: ``"mean"`` or a member number to select.
+
+    Returns:
+        dataset with dims ``(time, lat, lon)`` (float32 variables) and the source's attributes.
+    """
+    rename = dict(rename or {})
+    units = dict(units or {})
+    lat = _find(ds, _LAT_NAMES, "latitude")
+    lon = _find(ds, _LON_NAMES, "longitude")
+    if TIME not in ds.dims:
+        raise DataError("no `time` dimension; sources without one must build it (see sources)")
+    ds = ds.rename({lat: LAT, lon: LON}) if (lat, lon) != (LAT, LON) else ds
+    for edim in _ENSEMBLE_DIMS:
+        if edim in ds.dims:
+            if member == "mean":
+                ds = ds.mean(edim, keep_attrs=True)
+            else:
+                ds = ds.sel({edim: int(member)}, drop=True)
+    out: dict[str, xr.DataArray] = {}
+    for name, da in ds.data_vars.items():
+        if not {LAT, LON} <= set(da.dims) or TIME not in da.dims:
+            continue
+        base = _canonical_name(str(name), da, rename)
+        if base is None:
+            log.info("dropping %s: no canonical name (add it to `rename`)", name)
+            continue
+        level_dim = next((d for d in _LEVEL_DIMS if d in da.dims), None)
+        pieces = (
+            [
+                (f"{base}_{int(lev)}hPa", da.sel({level_dim: lev}, drop=True))
+                for lev in da[level_dim].values
+            ]
+            if level_dim
+            else [(base, da)]
+        )
+        for cname, piece in pieces:
+            if cname not in VARIABLES and level_dim is None and f"{cname}_1000hPa" in VARIABLES:
+                # a level variable's base name used for a 2D field: not mappable without a level
+                log.info("dropping %s: %s needs a pressure level", name, cname)
+                continue
+            var = get_variable(cname)
+            src_units = units.get(
+                str(name), piece.attrs.get("units") or piece.attrs.get("GRIB_units")
+            )
+            if not src_units:
+                raise DataError(
+                    f"{name}: no units attribute; set `units: {{{name}: ...}}` in the source config"
+                )
+            piece = convert_units(
+                piece, src_units, var.units, step_hours=accumulation_hours, name=str(name)
+            )
+            extra = [d for d in piece.dims if d not in (TIME, LAT, LON)]
+            if extra:
+                raise DataError(f"{name}: unexpected dimensions {extra}; select or reduce them")
+            piece = piece.transpose(TIME, LAT, LON).astype("float32")
+            piece.attrs = {
+                "units": var.units,
+                "long_name": var.long_name,
+                **({"standard_name": var.standard_name} if var.standard_name else {}),
+                "source_name": str(name),
+            }
+            piece.encoding = {}
+            if cname in out:
+                raise DataError(f"two source variables map to {cname}; disambiguate with `rename`")
+            out[cname] = piece
+    if variables is not None:
+        missing = [v for v in variables if v not in out]
+        if missing:
+            raise DataError(
+                f"variable(s) {', '.join(missing)} not found in the source "
+                f"(it provides: {', '.join(sorted(out)) or 'nothing mappable'})"
+            )
+        out = {v: out[v] for v in variables}
+    if not out:
+        raise DataError("no variable of the source maps to a canonical variable")
+    res = xr.Dataset(out, attrs={k: v for k, v in ds.attrs.items() if isinstance(v, str)})
+    keep = [c for c in res.coords if c not in (TIME, LAT, LON)]
+    res = res.drop_vars(keep)
+    lon_vals = res[LON].values
+    if np.any(lon_vals >= 180.0):
+        res = res.assign_coords({LON: ((res[LON] + 180.0) % 360.0) - 180.0})
+    res = res.sortby(LAT).sortby(LON)
+    res[LAT].attrs = {"units": "degrees_north", "standard_name": "latitude"}
+    res[LON].attrs = {"units": "degrees_east", "standard_name": "longitude"}
+    return res

@@ -1,0 +1,98 @@
+"""Core networks: ``(B, cin, H, W) -> (B, cout, H, W)`` on a fixed grid."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from wxmodels.nets.layers import Builder
+
+__all__ = ["ResNetCore", "UNetCore", "build_core"]
+
+
+class UNetCore(nn.Module):
+    """U-Net: ``depth`` average-pool down-samplings, nearest up-sampling, skip concatenation.
+
+    The grid is padded (replicate) to a multiple of ``2**depth`` and cropped back.
+    """
+
+    def __init__(
+        self, cin: int, cout: int, grid: tuple[int, int], width: int, depth: int, b: Builder
+    ):
+        super().__init__()
+        h, w = grid
+        m = 2**depth
+        self.pad_hw = ((-h) % m, (-w) % m)
+        self.grid = grid
+        chans = [width * 2**i for i in range(depth + 1)]
+        self.enc = nn.ModuleList(
+            [
+                b.block(f"enc.{i}", cin if i == 0 else chans[i - 1], chans[i])
+                for i in range(depth + 1)
+            ]
+        )
+        self.dec = nn.ModuleList(
+            [b.block(f"dec.{i}", chans[i + 1] + chans[i], chans[i]) for i in range(depth)]
+        )
+        self.head = b.conv("head", chans[0], cout, k=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ph, pw = self.pad_hw
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+        skips = []
+        for i, enc in enumerate(self.enc):
+            if i > 0:
+                x = F.avg_pool2d(x, 2)
+            x = enc(x)
+            skips.append(x)
+        for i in reversed(range(len(self.dec))):
+            x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+            x = self.dec[i](torch.cat([x, skips[i]], dim=1))
+        x = self.head(x)
+        h, w = self.grid
+        return x[..., :h, :w]
+
+
+class ResNetCore(nn.Module):
+    """Residual CNN at full resolution: stem, ``depth`` residual conv blocks, 1 x 1 head."""
+
+    def __init__(self, cin: int, cout: int, width: int, depth: int, b: Builder):
+        super().__init__()
+        self.stem = b.conv("stem", cin, width)
+        self.act = b.act()
+        self.blocks = nn.ModuleList([b.block(f"blocks.{i}", width, width) for i in range(depth)])
+        self.head = b.conv("head", width, cout, k=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act(self.stem(x))
+        for blk in self.blocks:
+            x = x + blk(x)
+        return self.head(x)
+
+
+def build_core(
+    arch: str,
+    *,
+    cin: int,
+    cout: int,
+    grid: tuple[int, int],
+    width: int,
+    depth: int,
+    padding: str,
+    activation: str,
+    overrides: Mapping[str, Mapping] | None = None,
+) -> nn.Module:
+    """Build a core, applying architecture ``overrides`` (see :class:`Builder`)."""
+    b = Builder(padding, activation, overrides)
+    if arch == "unet":
+        core: nn.Module = UNetCore(cin, cout, grid, width, depth, b)
+    elif arch == "resnet":
+        core = ResNetCore(cin, cout, width, depth, b)
+    else:
+        raise ValueError(f"unknown arch {arch!r}; known: unet, resnet")
+    b.check_all_used()
+    return core

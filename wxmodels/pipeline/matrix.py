@@ -1,0 +1,157 @@
+"""Build one cell of the compression matrix from the teacher: torch steps, export, ONNX step."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import shutil
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from wxmodels.compress import CellConfig, get_method
+from wxmodels.compress.common import CompressContext
+from wxmodels.config.cycle import CycleConfig
+from wxmodels.export.onnx import export_onnx, onnx_parity
+from wxmodels.nets.forecaster import Forecaster, save_forecaster
+from wxmodels.pipeline.context import load_run_data, load_teacher, set_threads
+from wxmodels.utils import code_version, derive_seed, read_json, stable_hash, write_json_atomic
+
+__all__ = ["build_cell", "cell_id", "get_cell"]
+
+log = logging.getLogger(__name__)
+
+
+def get_cell(cfg: CycleConfig, name: str) -> CellConfig:
+    for c in cfg.compress.cells:
+        if c.name == name:
+            return c
+    raise KeyError(f"no cell {name!r}; cells: {[c.name for c in cfg.compress.cells]}")
+
+
+def cell_id(cfg: CycleConfig, cell: CellConfig, teacher: dict[str, Any]) -> str:
+    """Stable id: teacher version, store version, cell config, budgets and code version."""
+    return "c-" + stable_hash(
+        {
+            "teacher": teacher["id"],
+            "store": teacher["store_version"],
+            "cell": cell.model_dump(),
+            "budget": cfg.compress.max_minutes_per_fit,
+            "train": cfg.train.model_dump(),
+            "code": code_version(),
+        },
+        12,
+    )
+
+
+def _probe(model: Forecaster, run, n: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    f = run.fields
+    idx = run.split.inits(f, "val", history=model.history, lead_steps=1)[:n]
+    state = np.stack([f.data[i - model.history + 1 : i + 1] for i in idx]).astype(np.float32)
+    return state, f.hours[idx].astype(np.float32)
+
+
+def _sparsity(model: Forecaster) -> float:
+    w = [p.detach() for n, p in model.core.named_parameters() if n.endswith("weight")]
+    total = sum(x.numel() for x in w)
+    return float(sum((x == 0).sum().item() for x in w) / max(total, 1))
+
+
+def build_cell(cfg: CycleConfig, name: str, teacher_dir: str) -> dict[str, Any]:
+    """Build (or reuse) the cell ``name``; returns its record (written to ``cell.json``).
+
+    Failures raise; the caller reports them and lets the other cells go on.
+    """
+    t0 = time.perf_counter()
+    cell = get_cell(cfg, name)
+    teacher, trec = load_teacher(teacher_dir)
+    cid = cell_id(cfg, cell, trec)
+    out = Path(cfg.workdir) / "candidates" / cid
+    if cfg.compress.reuse and (out / "cell.json").exists():
+        log.info("cell %s (%s) already built: reusing", name, cid)
+        return read_json(out / "cell.json")
+    set_threads(cfg.runtime.torch_threads)
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    run = load_run_data(cfg)
+    seed = derive_seed(cfg.train.seed, "cell", cid)
+    torch.manual_seed(seed)
+    ctx = CompressContext(
+        teacher=teacher,
+        fields=run.fields,
+        split=run.split,
+        train=cfg.train,
+        seed=seed,
+        max_minutes=cfg.compress.max_minutes_per_fit,
+    )
+    model = copy.deepcopy(teacher)
+    onnx_step = None
+    for step in cell.steps:
+        method = get_method(step)
+        if method.stage == "onnx":
+            onnx_step = step
+            continue
+        log.info("cell %s: %s", name, step.method)
+        model = method.apply(model, step, ctx=ctx)
+    model.eval()
+    save_forecaster(model, tmp / "torch")
+    fp32 = export_onnx(model, tmp / "model_fp32.onnx")
+    state, tm = _probe(model, run)
+    parity_fp32 = onnx_parity(model, fp32, state, tm)
+    if onnx_step is not None:
+        final = get_method(onnx_step).apply(
+            fp32, tmp / "model.onnx", onnx_step, ctx=ctx, history=model.history
+        )
+        parity = onnx_parity(model, final, state, tm)
+    else:
+        final = fp32.rename(tmp / "model.onnx")
+        parity = parity_fp32
+    record = {
+        "name": name,
+        "id": cid,
+        "label": cell.label,
+        "method": cell.steps[0].method if len(cell.steps) == 1 else cell.label,
+        "steps": [s.model_dump() for s in cell.steps],
+        "teacher": trec["id"],
+        "store_version": trec["store_version"],
+        "dir": str(out),
+        "onnx": str(out / "model.onnx"),
+        "size_bytes": final.stat().st_size,
+        "params": model.n_params(),
+        "sparsity": _sparsity(model),
+        "history": model.history,
+        "parity": parity_fp32,
+        "quantization_error": parity if onnx_step is not None else None,
+        "parity_gated": True,
+        "seed": seed,
+        "code_version": code_version(),
+        "wall_s": time.perf_counter() - t0,
+    }
+    write_json_atomic(tmp / "cell.json", record)
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    log.info(
+        "cell %s: %d params, %d bytes, parity %.2g (%.0f s)",
+        name,
+        record["params"],
+        record["size_bytes"],
+        parity_fp32,
+        record["wall_s"],
+    )
+    return record
+
+
+def describe_failure(exc: BaseException) -> str:
+    """One line for a failed cell: the exception type and message."""
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
+
+
+def format_traceback(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(exc))

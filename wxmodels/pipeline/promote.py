@@ -1,0 +1,255 @@
+"""Promote: pick the winners per profile and publish them (and the teacher) to the registry."""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from wxmodels.config.cycle import CycleConfig
+from wxmodels.registry.card import model_card
+from wxmodels.registry.core import Registry
+from wxmodels.schema import get_variable
+from wxmodels.utils import code_version, git_commit, package_versions, read_json
+
+__all__ = ["promote", "select_winners"]
+
+log = logging.getLogger(__name__)
+
+
+def _mean_rel_rmse(sc: dict[str, Any], model: str) -> float:
+    """Mean over variables and leads of RMSE / teacher RMSE."""
+    rel = []
+    for v, leads in sc[model]["rmse"].items():
+        for lead, x in leads.items():
+            t = sc["teacher"]["rmse"][v][lead]
+            if x is None or t is None or t == 0:
+                return float("inf")
+            rel.append(x / t)
+    return float(np.mean(rel))
+
+
+def select_winners(evaluation: dict[str, Any], cfg: CycleConfig) -> dict[str, str]:
+    """``{profile: candidate name}``.
+
+    * ``edge``: the smallest deployable artifact among candidates that pass the gates;
+    * ``hpc``: the highest batch-16 throughput among passing candidates whose mean relative
+      RMSE is within ``promote.hpc_max_rmse_increase`` of the best passing candidate's.
+    """
+    passing = [c for c in evaluation["candidates"] if c["gate"]["passed"]]
+    if not passing:
+        return {}
+    sc = evaluation["scorecard"]
+    edge = min(passing, key=lambda c: (c["size_bytes"], c["name"]))
+    skill = {c["name"]: _mean_rel_rmse(sc, c["name"]) for c in passing}
+    best = min(skill.values())
+    near = [c for c in passing if skill[c["name"]] <= best + cfg.promote.hpc_max_rmse_increase]
+    hpc = min(near, key=lambda c: (c.get("latency_ms_batch16") or float("inf"), skill[c["name"]]))
+    return {"edge": edge["name"], "hpc": hpc["name"]}
+
+
+def _signature(onnx_path: Path, spec: dict[str, Any]) -> dict[str, Any]:
+    m = onnx.load(str(onnx_path), load_external_data=False)
+
+    def dims(t) -> list:
+        return [d.dim_param or d.dim_value for d in t.type.tensor_type.shape.dim]
+
+    data = spec["_data"]
+    lat, lon = data["lat"], data["lon"]
+    opset = max((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), default=None)
+    return {
+        "inputs": {i.name: dims(i) for i in m.graph.input},
+        "outputs": {o.name: dims(o) for o in m.graph.output},
+        "opset": opset,
+        "variables": {v: get_variable(v).units for v in data["variables"]},
+        "grid": {
+            "lat": lat,
+            "lon": lon,
+            "shape": [len(lat), len(lon)],
+            "lat_range": [min(lat), max(lat)],
+            "lon_range": [min(lon), max(lon)],
+        },
+        "step_hours": data["step_hours"],
+        "history": data["net"].get("history", 1),
+    }
+
+
+def _publish(
+    reg: Registry,
+    cfg: CycleConfig,
+    *,
+    kind: str,
+    key: str,
+    src_dir: Path,
+    onnx_path: Path,
+    evaluation: dict[str, Any],
+    teacher: dict[str, Any],
+    metrics: dict[str, Any],
+    gate: dict[str, Any],
+    recipe: list,
+    label: str,
+    run: str,
+) -> str:
+    spec = json.loads((src_dir / "torch" / "model.json").read_text())
+    sig = _signature(onnx_path, spec)
+    manifest = {
+        "name": cfg.name,
+        "kind": kind,
+        "description": cfg.description,
+        "synthetic": cfg.data.source.kind == "synthetic",
+        "format": "onnx",
+        "runtime": {
+            "onnxruntime": f">={package_versions(('onnxruntime',)).get('onnxruntime')}",
+            "opset": sig["opset"],
+        },
+        "signature": sig,
+        "recipe": recipe,
+        "recipe_label": label,
+        "cell": key,
+        "metrics": metrics,
+        "gates": gate,
+        "scorecard": {
+            m: evaluation["scorecard"][m]
+            for m in (key, "teacher", "persistence", "climatology")
+            if m in evaluation["scorecard"]
+        },
+        "lineage": {
+            "store_url": teacher["store_url"],
+            "store_version": teacher["store_version"],
+            "time_range": teacher["store_range"],
+            "train_window": teacher["split"]["train"],
+            "test_window": evaluation["test_window"],
+            "teacher": teacher["id"],
+            "teacher_parent": teacher.get("parent"),
+            "code_version": code_version(),
+            "git_commit": git_commit(),
+            "packages": package_versions(),
+            "flow_run": run,
+        },
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        card = Path(tmp) / "card.md"
+        card.write_text(model_card(manifest, evaluation["scorecard"], key))
+        sc = Path(tmp) / "scorecard.json"
+        sc.write_text(json.dumps(manifest["scorecard"], indent=1))
+        files = {
+            "model.onnx": onnx_path,
+            "model.safetensors": src_dir / "torch" / "model.safetensors",
+            "model.json": src_dir / "torch" / "model.json",
+            "card.md": card,
+            "scorecard.json": sc,
+        }
+        for p in evaluation.get("plots", []):
+            files[Path(p).name] = Path(p)
+        return reg.publish(cfg.name, files, manifest)
+
+
+def promote(
+    cfg: CycleConfig, evaluation: dict[str, Any], teacher_dir: str, *, run: str = ""
+) -> list[dict[str, Any]]:
+    """Publish the teacher and the profile winners; move aliases that change.
+
+    Returns ``[{model, version, aliases, kind, cell}]`` for what was promoted.
+    """
+    reg = Registry(cfg.promote.registry, cfg.promote.storage_options)
+    teacher = read_json(Path(teacher_dir) / "teacher.json")
+    promoted: list[dict[str, Any]] = []
+
+    def move(alias: str, version: str, why: str) -> bool:
+        if reg.resolve_alias(cfg.name, alias) == version:
+            return False
+        reg.set_alias(cfg.name, alias, version, reason=why, run=run)
+        return True
+
+    if cfg.promote.promote_teacher:
+        tinfo = evaluation["teacher"]
+        v = _publish(
+            reg,
+            cfg,
+            kind="teacher",
+            key="teacher",
+            src_dir=Path(teacher_dir),
+            onnx_path=Path(teacher_dir) / "model.onnx",
+            evaluation=evaluation,
+            teacher=teacher,
+            metrics={
+                k: tinfo.get(k)
+                for k in ("size_bytes", "params", "latency_ms_batch1", "latency_ms_batch16")
+            },
+            gate={"passed": True, "reasons": []},
+            recipe=[],
+            label="teacher",
+            run=run,
+        )
+        moved = move(
+            "teacher", v, f"teacher {teacher['id']} trained on store {teacher['store_version']}"
+        )
+        promoted.append(
+            {
+                "model": cfg.name,
+                "version": v,
+                "kind": "teacher",
+                "cell": "teacher",
+                "aliases": ["teacher"],
+                "moved": ["teacher"] if moved else [],
+            }
+        )
+    winners = select_winners(evaluation, cfg)
+    by_name = {c["name"]: c for c in evaluation["candidates"]}
+    published: dict[str, str] = {}
+    for profile, name in winners.items():
+        c = by_name[name]
+        if name not in published:
+            published[name] = _publish(
+                reg,
+                cfg,
+                kind="candidate",
+                key=name,
+                src_dir=Path(c["dir"]),
+                onnx_path=Path(c["onnx"]),
+                evaluation=evaluation,
+                teacher=teacher,
+                metrics={
+                    k: c.get(k)
+                    for k in (
+                        "size_bytes",
+                        "params",
+                        "latency_ms_batch1",
+                        "latency_ms_batch16",
+                        "sparsity",
+                        "parity",
+                        "quantization_error",
+                    )
+                },
+                gate=c["gate"],
+                recipe=read_json(Path(c["dir"]) / "cell.json")["steps"],
+                label=c["label"],
+                run=run,
+            )
+        moved = move(
+            profile,
+            published[name],
+            f"{profile} winner: {name} ({c['label']}), {c['size_bytes']} bytes",
+        )
+        entry = next((p for p in promoted if p["version"] == published[name]), None)
+        if entry is None:
+            entry = {
+                "model": cfg.name,
+                "version": published[name],
+                "kind": "candidate",
+                "cell": name,
+                "aliases": [],
+                "moved": [],
+            }
+            promoted.append(entry)
+        entry["aliases"].append(profile)
+        if moved:
+            entry["moved"].append(profile)
+    if not winners:
+        log.warning("no candidate passed the gates: edge and hpc aliases are unchanged")
+    return promoted

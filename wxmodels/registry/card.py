@@ -1,0 +1,89 @@
+"""Model cards (markdown): what the model is, what it was trained on, how well it does."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["model_card", "scorecard_table"]
+
+
+def _fmt(x: float | None) -> str:
+    if x is None:
+        return "-"
+    return f"{x:.3g}"
+
+
+def scorecard_table(scorecard: dict[str, Any], models: list[str], metric: str = "rmse") -> str:
+    """A markdown table: one row per (variable, model), one column per lead time."""
+    first = scorecard[models[0]][metric]
+    variables = list(first)
+    leads = list(first[variables[0]])
+    head = "| variable | model | " + " | ".join(f"{lead} h" for lead in leads) + " |"
+    sep = "|---|---|" + "---|" * len(leads)
+    rows = [head, sep]
+    for v in variables:
+        for m in models:
+            if m not in scorecard:
+                continue
+            vals = scorecard[m][metric][v]
+            rows.append(f"| {v} | {m} | " + " | ".join(_fmt(vals[lead]) for lead in leads) + " |")
+    return "\n".join(rows)
+
+
+def model_card(manifest: dict[str, Any], scorecard: dict[str, Any], model_key: str) -> str:
+    """Render the card of one registry version.
+
+    Args:
+        manifest: the version's manifest body (before publication: without files/version).
+        scorecard: the evaluation's scorecard JSON (all models).
+        model_key: this model's name in the scorecard (``teacher`` or the cell name).
+    """
+    lin = manifest.get("lineage", {})
+    sig = manifest.get("signature", {})
+    metrics = manifest.get("metrics", {})
+    gate = manifest.get("gates", {})
+    models = [model_key] + [m for m in ("teacher", "persistence", "climatology") if m != model_key]
+    lines = [
+        f"# {manifest.get('name', '')}: {manifest.get('kind', '')} `{model_key}`",
+        "",
+        manifest.get("description", ""),
+        "",
+        "## Summary",
+        f"- recipe: `{manifest.get('recipe_label', 'teacher')}`",
+        f"- parameters: {metrics.get('params', '-')}",
+        f"- deployable size: {metrics.get('size_bytes', '-')} bytes",
+        f"- onnxruntime latency (1 thread, ms): batch 1 {_fmt(metrics.get('latency_ms_batch1'))}"
+        f", batch 16 {_fmt(metrics.get('latency_ms_batch16'))}",
+        f"- gates: {'passed' if gate.get('passed', True) else 'FAILED'}"
+        + ("".join(f"\n  - {r}" for r in gate.get("reasons", []))),
+        "",
+        "## Inputs and outputs",
+        f"- variables: {', '.join(f'{v} [{u}]' for v, u in sig.get('variables', {}).items())}",
+        f"- grid: {sig.get('grid', {}).get('shape')} points, lat "
+        f"{sig.get('grid', {}).get('lat_range')}, lon {sig.get('grid', {}).get('lon_range')}",
+        f"- step: {sig.get('step_hours')} h; history: {sig.get('history')} states",
+        "- ONNX inputs: `state` (batch, history, variables, lat, lon) in physical units, NaN "
+        "outside the domain; `time` (batch,) hours since 1970-01-01 of the newest state.",
+        "- ONNX output: `next` (batch, variables, lat, lon), one step later. Roll out for "
+        "longer leads (`wxc predict` does this).",
+        "",
+        "## Lineage",
+        f"- store: `{lin.get('store_url')}` version `{lin.get('store_version')}`, "
+        f"{lin.get('time_range')}",
+        f"- training window: {lin.get('train_window')}; test window: {lin.get('test_window')}",
+        f"- teacher: `{lin.get('teacher')}`; code: `{lin.get('code_version')}`",
+        "",
+        "## Skill on the test window (RMSE; lower is better)",
+        "",
+        scorecard_table(scorecard, models, "rmse"),
+        "",
+        "## Anomaly correlation (ACC; higher is better)",
+        "",
+        scorecard_table(scorecard, models, "acc"),
+        "",
+        "Metrics follow WeatherBench 2: latitude (cell-area) weighted, NaN-masked, RMSE = root of "
+        "the time-mean MSE, ACC uncentred against the training window's hour-of-day climatology.",
+    ]
+    if manifest.get("synthetic"):
+        lines.insert(2, "> **Trained on SYNTHETIC data (not real weather).** For demonstration.\n")
+    return "\n".join(lines) + "\n"

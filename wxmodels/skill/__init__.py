@@ -1,0 +1,1 @@
+"""Forecast verification (WeatherBench 2 definitions), baselines, scorecards and gates."""

@@ -1,0 +1,121 @@
+"""Forecasts on the test window, the baselines, and the scorecard built from them.
+
+Arrays here are ``(N, L, V, H, W)``: init times x lead times x variables x grid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from wxmodels.schema import LAT, LEAD, LON, TIME
+from wxmodels.skill import metrics
+from wxmodels.training.data import Fields
+
+__all__ = [
+    "METRICS",
+    "as_dataset",
+    "climatology_forecast",
+    "persistence_forecast",
+    "run_forecasts",
+    "score",
+    "scorecard",
+    "truth_at_leads",
+]
+
+StepFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+METRICS = ("rmse", "acc", "bias", "mae")
+
+
+def run_forecasts(
+    step: StepFn,
+    fields: Fields,
+    inits: np.ndarray,
+    lead_steps: list[int],
+    *,
+    history: int,
+    batch: int = 32,
+) -> np.ndarray:
+    """Roll ``step`` out from each init and keep the states at ``lead_steps``."""
+    nv, (h, w) = fields.data.shape[1], fields.data.shape[2:]
+    out = np.full((len(inits), len(lead_steps), nv, h, w), np.nan, np.float32)
+    keep = {s: j for j, s in enumerate(lead_steps)}
+    for k in range(0, len(inits), batch):
+        idx = np.asarray(inits[k : k + batch])
+        win = idx[:, None] + np.arange(-history + 1, 1)
+        state = fields.data[win]
+        tm = fields.hours[idx].astype(np.float32)
+        for s in range(1, max(lead_steps) + 1):
+            nxt = step(state, tm)
+            if s in keep:
+                out[k : k + len(idx), keep[s]] = nxt
+            state = np.concatenate([state[:, 1:], nxt[:, None]], axis=1)
+            tm = tm + np.float32(fields.step_hours)
+    return out
+
+
+def truth_at_leads(fields: Fields, inits: np.ndarray, lead_steps: list[int]) -> np.ndarray:
+    """The analysis at each forecast's valid time."""
+    return fields.data[np.asarray(inits)[:, None] + np.asarray(lead_steps)[None, :]]
+
+
+def persistence_forecast(fields: Fields, inits: np.ndarray, lead_steps: list[int]) -> np.ndarray:
+    """The state at the init time, for every lead."""
+    x = fields.data[np.asarray(inits)]
+    return np.repeat(x[:, None], len(lead_steps), axis=1)
+
+
+def climatology_forecast(
+    clim: np.ndarray, fields: Fields, inits: np.ndarray, lead_steps: list[int]
+) -> np.ndarray:
+    """The hour-of-day climatology ``clim (24, V, H, W)`` at each valid time."""
+    valid_h = (
+        fields.hours[np.asarray(inits)][:, None]
+        + np.asarray(lead_steps)[None, :] * fields.step_hours
+    )
+    hod = np.round(valid_h).astype(np.int64) % 24
+    out = clim[hod]
+    return np.where(np.isnan(out), np.nan, out).astype(np.float32)
+
+
+def as_dataset(
+    arr: np.ndarray, fields: Fields, inits: np.ndarray, lead_steps: list[int]
+) -> xr.Dataset:
+    """Wrap ``(N, L, V, H, W)`` as a Dataset of ``(time, lead_time, lat, lon)`` variables."""
+    coords = {
+        TIME: pd.to_datetime(fields.hours[np.asarray(inits)] * 3600.0, unit="s"),
+        LEAD: np.asarray(lead_steps) * fields.step_hours,
+        LAT: fields.lat,
+        LON: fields.lon,
+    }
+    ds = xr.Dataset(
+        {v: ((TIME, LEAD, LAT, LON), arr[:, :, i]) for i, v in enumerate(fields.variables)},
+        coords=coords,
+    )
+    ds[LEAD].attrs["units"] = "hours"
+    return ds
+
+
+def score(forecast: xr.Dataset, truth: xr.Dataset, clim: xr.Dataset) -> xr.DataArray:
+    """All metrics for one forecast: DataArray ``(metric, variable, lead_time)``."""
+    per = {
+        "rmse": metrics.rmse(forecast, truth),
+        "acc": metrics.acc(forecast, truth, clim),
+        "bias": metrics.bias(forecast, truth),
+        "mae": metrics.mae(forecast, truth),
+    }
+    arrs = [per[m].to_array("variable") for m in METRICS]
+    return xr.concat(arrs, dim=pd.Index(list(METRICS), name="metric"))
+
+
+def scorecard(
+    forecasts: Mapping[str, xr.Dataset], truth: xr.Dataset, clim: xr.Dataset
+) -> xr.DataArray:
+    """Scores of several forecasts: DataArray ``(model, metric, variable, lead_time)``."""
+    parts = [score(fc, truth, clim) for fc in forecasts.values()]
+    sc = xr.concat(parts, dim=pd.Index(list(forecasts), name="model"))
+    sc.name = "score"
+    return sc

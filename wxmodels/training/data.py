@@ -1,0 +1,181 @@
+"""Fields loaded from the store into memory, time splits and normalisation statistics.
+
+Shapes: ``data`` is ``(T, V, H, W)`` float32 in physical units, NaN outside the domain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from wxmodels.config.data import SplitConfig
+from wxmodels.data.store import Store
+from wxmodels.errors import DataError
+from wxmodels.schema import LAT, LON, TIME
+
+__all__ = ["Fields", "Split", "compute_stats", "hod_climatology", "load_fields", "make_split"]
+
+
+@dataclass
+class Fields:
+    """A store's committed fields in memory.
+
+    Attributes:
+        data: ``(T, V, H, W)`` float32, physical units.
+        hours: ``(T,)`` float64 hours since 1970-01-01.
+        variables: canonical names (V).
+        lat, lon: ``(H,)``, ``(W,)`` coordinates.
+        step_hours: time step.
+        valid: ``(H, W)`` bool, points that are finite at some step for every variable.
+        complete: ``(T,)`` bool, steps with every valid point finite.
+        store_url, store_version: where the fields came from.
+    """
+
+    data: np.ndarray
+    hours: np.ndarray
+    variables: list[str]
+    lat: np.ndarray
+    lon: np.ndarray
+    step_hours: float
+    valid: np.ndarray
+    complete: np.ndarray
+    store_url: str = ""
+    store_version: str = ""
+
+    @property
+    def times(self) -> pd.DatetimeIndex:
+        return pd.to_datetime(self.hours * 3600.0, unit="s")
+
+    def index_of(self, time: Any) -> int:
+        """Index of the step at ``time`` (exact match), else :class:`DataError`."""
+        h = pd.Timestamp(time).value / 3.6e12
+        hits = np.nonzero(np.abs(self.hours - h) < 1e-6)[0]
+        if not len(hits):
+            raise DataError(f"{pd.Timestamp(time)} is not a committed time step of the store")
+        return int(hits[0])
+
+    def windows_ok(self, inits: np.ndarray, history: int, lead_steps: int) -> np.ndarray:
+        """Which inits have history and targets in range and complete."""
+        inits = np.asarray(inits)
+        ok = (inits - history + 1 >= 0) & (inits + lead_steps < len(self.hours))
+        cum = np.concatenate([[0], np.cumsum(~self.complete)])
+        lo = np.clip(inits - history + 1, 0, len(self.hours))
+        hi = np.clip(inits + lead_steps + 1, 0, len(self.hours))
+        return ok & (cum[hi] - cum[lo] == 0)
+
+
+def load_fields(
+    store: Store, variables: list[str], *, start: Any = None, end: Any = None
+) -> Fields:
+    """Load ``variables`` of the committed store between ``start`` and ``end`` (inclusive)."""
+    ds = store.open()
+    missing = [v for v in variables if v not in ds.data_vars]
+    if missing:
+        raise DataError(f"store {store.url} lacks {missing} (has {list(ds.data_vars)})")
+    if start is not None or end is not None:
+        ds = ds.sel({TIME: slice(start, end)})
+    data = np.stack(
+        [ds[v].transpose(TIME, LAT, LON).values.astype(np.float32) for v in variables], axis=1
+    )
+    hours = ds[TIME].values.astype("datetime64[s]").astype(np.int64) / 3600.0
+    finite = np.isfinite(data)
+    valid = finite.any(axis=0).all(axis=0)
+    if not valid.any():
+        raise DataError(f"store {store.url}: no grid point is valid for every variable")
+    complete = finite[:, :, valid].all(axis=(1, 2))
+    step = float(np.median(np.diff(hours))) if len(hours) > 1 else 1.0
+    return Fields(
+        data,
+        hours,
+        list(variables),
+        ds[LAT].values,
+        ds[LON].values,
+        step,
+        valid,
+        complete,
+        store.url,
+        ds.attrs.get("wxc_store_version", ""),
+    )
+
+
+@dataclass
+class Split:
+    """Index ranges ``[start, stop)`` of the train, validation and test parts."""
+
+    train: tuple[int, int]
+    val: tuple[int, int]
+    test: tuple[int, int]
+
+    def inits(
+        self, fields: Fields, part: str, *, history: int, lead_steps: int, stride: int = 1
+    ) -> np.ndarray:
+        """Init indices whose history and targets (up to ``lead_steps``) lie in ``part``."""
+        lo, hi = getattr(self, part)
+        idx = np.arange(lo + history - 1, hi - lead_steps, stride)
+        return idx[fields.windows_ok(idx, history, lead_steps)]
+
+    def describe(self, fields: Fields) -> dict[str, list[str]]:
+        t = fields.times
+        return {
+            p: [str(t[a]), str(t[b - 1])]
+            for p, (a, b) in (("train", self.train), ("val", self.val), ("test", self.test))
+        }
+
+
+def make_split(fields: Fields, cfg: SplitConfig) -> Split:
+    """Split the time axis into train / gap / validation / gap / test."""
+    n = len(fields.hours)
+    gap = round(cfg.gap_hours / fields.step_hours)
+    if cfg.test_start is not None:
+        test_lo = fields.index_of(cfg.test_start)
+        rest = test_lo - 2 * gap
+        n_val = max(1, int(rest * cfg.val_fraction / (cfg.train_fraction + cfg.val_fraction)))
+        train = (0, rest - n_val)
+    else:
+        n_train = int(n * cfg.train_fraction)
+        n_val = int(n * cfg.val_fraction)
+        train = (0, n_train)
+        test_lo = n_train + gap + n_val + gap
+    val = (train[1] + gap, train[1] + gap + n_val)
+    test = (test_lo, n)
+    if train[1] - train[0] < 8 or val[1] - val[0] < 2 or test[1] - test[0] < 2:
+        raise DataError(
+            f"the store's {n} steps are too few for the split {cfg.model_dump()} "
+            f"(train {train}, val {val}, test {test})"
+        )
+    return Split(train, val, test)
+
+
+def compute_stats(fields: Fields, part: tuple[int, int]) -> dict[str, list[float]]:
+    """Per-variable mean, std and std of one-step tendencies over ``part``, valid points only."""
+    x = fields.data[part[0] : part[1]][:, :, fields.valid]  # (T, V, P)
+    mean = np.nanmean(x, axis=(0, 2))
+    std = np.nanstd(x, axis=(0, 2))
+    dx = np.diff(x, axis=0)
+    tstd = np.nanstd(dx, axis=(0, 2))
+    std = np.where(std > 0, std, 1.0)
+    tstd = np.where(tstd > 0, tstd, std)
+    return {
+        "mean": mean.astype(float).tolist(),
+        "std": std.astype(float).tolist(),
+        "tendency_std": tstd.astype(float).tolist(),
+    }
+
+
+def hod_climatology(fields: Fields, part: tuple[int, int]) -> np.ndarray:
+    """Hour-of-day climatology ``(24, V, H, W)`` over ``part`` (NaN for hours never seen).
+
+    This is the documented fallback for records shorter than a year: a day-of-year climatology
+    would rest on one sample per day. Hours are of the valid time (UTC).
+    """
+    x = fields.data[part[0] : part[1]]
+    hod = np.round(fields.hours[part[0] : part[1]]).astype(np.int64) % 24
+    clim = np.full((24, *x.shape[1:]), np.nan, np.float32)
+    for h in np.unique(hod):
+        sel = x[hod == h]
+        n = np.isfinite(sel).sum(axis=0)
+        clim[h] = np.where(n > 0, np.nansum(sel, axis=0) / np.maximum(n, 1), np.nan)
+    return clim

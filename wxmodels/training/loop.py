@@ -1,0 +1,215 @@
+"""The one training loop: one-step epochs, then rollout fine-tuning, with early stopping.
+
+Used for the teacher, for fine-tuning compressed models, and (with a ``teacher``) for
+knowledge distillation: the loss then mixes the truth and the teacher's own rollout.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from wxmodels.nets.rollout import rollout
+from wxmodels.skill.weights import lat_weights_np
+from wxmodels.training.data import Fields
+
+__all__ = ["Batches", "FitReport", "fit", "masked_loss", "pick_device"]
+
+log = logging.getLogger(__name__)
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+@dataclass
+class FitReport:
+    """What a fit did: losses per epoch (normalised MSE), the best validation loss, time."""
+
+    epochs: int = 0
+    best_val: float = float("inf")
+    best_epoch: int = -1
+    train_loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    phase: list[str] = field(default_factory=list)
+    wall_s: float = 0.0
+    stopped: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Batches:
+    """Gathers ``(state, time, targets)`` tensors for init indices from in-memory fields."""
+
+    def __init__(self, fields: Fields, history: int, device: torch.device):
+        self.data = torch.from_numpy(fields.data).to(device)
+        self.hours = torch.from_numpy(fields.hours.astype(np.float32)).to(device)
+        self.history = history
+        self.device = device
+
+    def get(self, inits: np.ndarray, steps: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Shapes: state ``(B, h, V, H, W)``, time ``(B,)``, targets ``(B, steps, V, H, W)``."""
+        i = torch.as_tensor(np.asarray(inits), device=self.device)
+        hist = i[:, None] + torch.arange(-self.history + 1, 1, device=self.device)
+        tgt = i[:, None] + torch.arange(1, steps + 1, device=self.device)
+        return self.data[hist], self.hours[i], self.data[tgt]
+
+
+def masked_loss(
+    pred: torch.Tensor, target: torch.Tensor, std: torch.Tensor, weights: torch.Tensor
+) -> torch.Tensor:
+    """Latitude-weighted MSE in std units over finite targets.
+
+    Shapes: pred/target ``(B, S, V, H, W)``, std ``(V,)``, weights ``(H, 1)``.
+    """
+    ok = torch.isfinite(target) & torch.isfinite(pred)
+    err = torch.where(ok, (pred - target) / std.view(1, 1, -1, 1, 1), torch.zeros_like(pred))
+    w = weights * ok
+    return (err.pow(2) * w).sum() / w.sum().clamp_min(1.0)
+
+
+def fit(
+    model: nn.Module,
+    fields: Fields,
+    train_inits: np.ndarray,
+    val_inits: np.ndarray,
+    *,
+    epochs: int,
+    rollout_epochs: int = 0,
+    rollout_steps: int = 4,
+    batch_size: int = 16,
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    patience: int = 4,
+    max_minutes: float = 10.0,
+    samples_per_epoch: int | None = None,
+    seed: int = 0,
+    teacher: nn.Module | None = None,
+    alpha: float = 1.0,
+    device: torch.device | None = None,
+    desc: str = "train",
+) -> FitReport:
+    """Train ``model`` in place and load its best validation state at the end.
+
+    Args:
+        model: a forecaster ``(state, time) -> next``; its ``history`` and ``spec`` are read.
+        fields: in-memory data.
+        train_inits, val_inits: init indices (their windows must be complete for
+            ``rollout_steps``).
+        epochs: one-step epochs.
+        rollout_epochs: epochs of rollout fine-tuning over ``rollout_steps`` steps (lr / 3).
+        teacher: when given, targets are ``alpha * truth + (1 - alpha) * teacher rollout``
+            (knowledge distillation).
+        max_minutes: wall-clock budget; the loop stops (keeping the best state) when spent.
+
+    Returns:
+        a :class:`FitReport`.
+    """
+    device = device or next(model.parameters()).device
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    spec = model.spec
+    std = torch.tensor(spec.std, dtype=torch.float32, device=device)
+    weights = torch.from_numpy(lat_weights_np(fields.lat)).float().view(-1, 1).to(device)
+    batches = Batches(fields, model.history, device)
+    if teacher is not None:
+        teacher = teacher.to(device).eval()
+    report = FitReport()
+    t0 = time.perf_counter()
+    best_state = copy.deepcopy(model.state_dict())
+    val_steps = rollout_steps if rollout_epochs else 1
+    plan = [("one-step", 1, lr)] * epochs + [("rollout", rollout_steps, lr / 3)] * rollout_epochs
+    if not plan:
+        return report
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    bad = 0
+
+    def targets(state, tm, truth, steps):
+        if teacher is None or alpha >= 1.0:
+            return truth
+        with torch.no_grad():
+            tp = rollout(teacher, state, tm, steps, spec.step_hours)
+        return alpha * truth + (1 - alpha) * tp
+
+    def evaluate(steps: int) -> float:
+        model.eval()
+        tot, n = 0.0, 0
+        with torch.no_grad():
+            for k in range(0, len(val_inits), 64):
+                idx = val_inits[k : k + 64]
+                state, tm, truth = batches.get(idx, steps)
+                pred = rollout(model, state, tm, steps, spec.step_hours)
+                tot += float(masked_loss(pred, truth, std, weights)) * len(idx)
+                n += len(idx)
+        return tot / max(n, 1)
+
+    bar = tqdm(total=len(plan), desc=desc, disable=None, leave=False)
+    ep = -1
+    while ep + 1 < len(plan):
+        ep += 1
+        phase, steps, ep_lr = plan[ep]
+        bar.update(1)
+        # cosine decay within each phase
+        first = next(j for j, p in enumerate(plan) if p[0] == phase)
+        n_phase = sum(1 for p in plan if p[0] == phase)
+        frac = (ep - first) / max(n_phase, 1)
+        for g in opt.param_groups:
+            g["lr"] = ep_lr * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * frac)))
+        model.train()
+        order = rng.permutation(train_inits)
+        if samples_per_epoch:
+            order = order[:samples_per_epoch]
+        tot, n = 0.0, 0
+        for k in range(0, len(order), batch_size):
+            idx = order[k : k + batch_size]
+            state, tm, truth = batches.get(idx, steps)
+            tgt = targets(state, tm, truth, steps)
+            pred = rollout(model, state, tm, steps, spec.step_hours)
+            loss = masked_loss(pred, tgt, std, weights)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            tot += loss.item() * len(idx)
+            n += len(idx)
+            if time.perf_counter() - t0 > max_minutes * 60:
+                break
+        val = evaluate(val_steps)
+        report.train_loss.append(tot / max(n, 1))
+        report.val_loss.append(val)
+        report.phase.append(phase)
+        report.epochs = ep + 1
+        bar.set_postfix(train=f"{tot / max(n, 1):.4f}", val=f"{val:.4f}", phase=phase)
+        log.info("%s epoch %d (%s): train %.4f val %.4f", desc, ep + 1, phase, tot / max(n, 1), val)
+        if val < report.best_val:
+            report.best_val, report.best_epoch, bad = val, ep, 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            bad += 1
+        if time.perf_counter() - t0 > max_minutes * 60:
+            report.stopped = "time budget"
+            break
+        if bad >= patience and phase == "one-step" and rollout_epochs:
+            # go on to the rollout phase rather than stopping outright
+            plan = plan[: ep + 1] + [p for p in plan[ep + 1 :] if p[0] == "rollout"]
+            bar.total = len(plan)
+            bad = 0
+        elif bad >= patience:
+            report.stopped = "early stopping"
+            break
+    bar.close()
+    model.load_state_dict(best_state)
+    model.eval()
+    report.wall_s = time.perf_counter() - t0
+    return report
