@@ -450,7 +450,7 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except WxcError as e:
-        err.print(f"[bold red]error:[/] {e}", highlight=False)
+        err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except click.exceptions.ClickException as e:
         e.show()

@@ -28,6 +28,7 @@ class IngestReport:
     end: str | None
     inputs: int
     problems: list[dict[str, str]] = field(default_factory=list)
+    gap: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -89,6 +89,8 @@ class AppendReport:
     end: str | None
     version: str
     new_range: tuple[str, str] | None = None
+    gap: str | None = None
+    """Set when the source continues after a gap: the steps after it wait for the missing ones."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -101,18 +103,25 @@ def _grid_hash(lat: np.ndarray, lon: np.ndarray) -> str:
     return h.hexdigest()[:16]
 
 
-def _step_hours(times: np.ndarray) -> float | None:
-    if len(times) < 2:
-        return None
-    d = np.diff(times.astype("datetime64[s]").astype(np.int64))
+def _diffs_s(times: np.ndarray) -> np.ndarray:
+    return np.diff(np.asarray(times).astype("datetime64[s]").astype(np.int64))
+
+
+def _infer_step_s(times: np.ndarray) -> int:
+    """The most common positive spacing of ``times`` (seconds)."""
+    d = _diffs_s(times)
     if np.any(d <= 0):
         raise DataError("time steps are duplicated or not increasing")
-    if not np.all(d == d[0]):
-        raise DataError(
-            f"time steps are not uniform (steps of {sorted(set((d / 3600).tolist()))} h); "
-            "gaps must be filled in the source or the files ingested in separate runs"
-        )
-    return float(d[0]) / 3600.0
+    vals, counts = np.unique(d, return_counts=True)
+    return int(vals[np.argmax(counts)])
+
+
+def _contiguous(times: np.ndarray, first: np.datetime64, step_s: int) -> int:
+    """How many leading ``times`` follow ``first`` at exactly ``step_s`` spacing."""
+    t = np.asarray(times).astype("datetime64[s]").astype(np.int64)
+    expected = np.datetime64(first, "s").astype(np.int64) + step_s * np.arange(len(t))
+    bad = np.nonzero(t != expected)[0]
+    return int(bad[0]) if len(bad) else len(t)
 
 
 class Store:
@@ -193,9 +202,10 @@ class Store:
         for name, arr in group.arrays():
             dims = getattr(arr.metadata, "dimension_names", None) or ()
             if dims and dims[0] == TIME and arr.shape[0] > n:
-                dropped = max(dropped, arr.shape[0] - n)
+                extra = arr.shape[0] - n
+                dropped = max(dropped, extra)
                 arr.resize((n, *arr.shape[1:]))
-                log.warning("%s: removed %d uncommitted steps of %s", self.url, arr.shape[0], name)
+                log.warning("%s: removed %d uncommitted steps of %s", self.url, extra, name)
         return dropped
 
     def _check_compatible(self, ds: xr.Dataset, commit: Commit) -> None:
@@ -217,20 +227,30 @@ class Store:
         """Append the steps of ``ds`` that are newer than the committed end.
 
         Steps already committed are compared with the store: identical ones are skipped; a
-        step whose values differ raises :class:`IngestError` (revisions are applied by
-        ``wxc ingest --revise``). The first new step must follow the committed end by
-        exactly one time step (a gap raises: it is never filled silently).
+        step whose values differ raises :class:`IngestError` (it is a revision). New steps are
+        appended only as far as they are contiguous: a gap is reported (``gap``) and the steps
+        after it wait for the missing ones; it is never filled or interpolated.
         """
         if ds.sizes.get(TIME, 0) == 0:
             raise IngestError("nothing to ingest: the source has no time steps")
         times = ds[TIME].values
-        step = _step_hours(times)
+        if len(times) > 1:
+            _infer_step_s(times)  # duplicates / disorder
         commit = self.read_commit()
         now = datetime.now(UTC).isoformat(timespec="seconds")
         if commit is None:
-            if step is None:
+            if len(times) < 2:
                 raise IngestError("the first ingest needs at least two time steps")
-            chunked = ds.chunk({TIME: time_chunk, LAT: -1, LON: -1})
+            step_s = _infer_step_s(times)
+            n = _contiguous(times, times[0], step_s)
+            if n < 2:
+                raise IngestError(
+                    f"the source's first steps are not evenly spaced "
+                    f"({pd.Timestamp(times[0])}, {pd.Timestamp(times[1])})"
+                )
+            gap = self._gap_message(times, n)
+            first = ds.isel({TIME: slice(0, n)})
+            chunked = first.chunk({TIME: time_chunk, LAT: -1, LON: -1})
             encoding = {
                 v: {"chunks": (time_chunk, ds.sizes[LAT], ds.sizes[LON])} for v in ds.data_vars
             }
@@ -245,37 +265,30 @@ class Store:
                 encoding=encoding,
                 storage_options=self.storage_options or None,
             )
+            t0, t1 = str(pd.Timestamp(times[0])), str(pd.Timestamp(times[n - 1]))
             commit = Commit(
-                n_time=len(times),
-                start=str(pd.Timestamp(times[0])),
-                end=str(pd.Timestamp(times[-1])),
-                step_hours=step,
+                n_time=n,
+                start=t0,
+                end=t1,
+                step_hours=step_s / 3600.0,
                 variables={v: ds[v].attrs.get("units", "") for v in ds.data_vars},
                 grid=_grid_hash(ds[LAT].values, ds[LON].values),
                 shape=[ds.sizes[LAT], ds.sizes[LON]],
                 history=[
                     {
                         "at": now,
-                        "appended": len(times),
+                        "appended": n,
                         "source": source,
-                        "range": [str(pd.Timestamp(times[0])), str(pd.Timestamp(times[-1]))],
+                        "range": [t0, t1],
+                        **({"gap": gap} if gap else {}),
                     }
                 ],
             )
             self._write_commit(commit)
-            return AppendReport(
-                self.url,
-                len(times),
-                0,
-                commit.start,
-                commit.end,
-                commit.version,
-                (commit.start, commit.end),
-            )
+            return AppendReport(self.url, n, 0, t0, t1, commit.version, (t0, t1), gap)
 
         self._check_compatible(ds, commit)
-        if step is not None and step != commit.step_hours:
-            raise IngestError(f"time step {step} h differs from the store's {commit.step_hours} h")
+        step_s = round(commit.step_hours * 3600)
         end = np.datetime64(pd.Timestamp(commit.end))
         old = ds.sel({TIME: ds[TIME] <= end})
         new = ds.sel({TIME: ds[TIME] > end})
@@ -284,17 +297,19 @@ class Store:
             self._check_identical(old, commit)
         if new.sizes[TIME] == 0:
             return AppendReport(self.url, 0, skipped, commit.start, commit.end, commit.version)
-        expected = end + np.timedelta64(int(commit.step_hours * 3600), "s")
-        first = new[TIME].values[0]
-        if first != expected:
+        expected = end + np.timedelta64(step_s, "s")
+        n_new = _contiguous(new[TIME].values, expected, step_s)
+        if n_new == 0:
             raise IngestError(
                 f"gap in time: the store ends at {commit.end}, the source continues at "
-                f"{pd.Timestamp(first)} (expected {pd.Timestamp(expected)}); nothing was written"
+                f"{pd.Timestamp(new[TIME].values[0])} (expected {pd.Timestamp(expected)}); "
+                "nothing was written"
             )
+        gap = self._gap_message(new[TIME].values, n_new)
+        new = new.isel({TIME: slice(0, n_new)})
         self._truncate_to(commit.n_time)
         # align dask chunks with the zarr chunks: fill the store's last partial chunk first
         head = (-commit.n_time) % time_chunk or time_chunk
-        n_new = new.sizes[TIME]
         sizes = [min(head, n_new)]
         while sum(sizes) < n_new:
             sizes.append(min(time_chunk, n_new - sum(sizes)))
@@ -308,20 +323,42 @@ class Store:
             consolidated=False,
             storage_options=self.storage_options or None,
         )
-        new_start, new_end = (
-            str(pd.Timestamp(new[TIME].values[0])),
-            str(pd.Timestamp(new[TIME].values[-1])),
-        )
+        new_start = str(pd.Timestamp(new[TIME].values[0]))
+        new_end = str(pd.Timestamp(new[TIME].values[-1]))
         commit.n_time += n_new
         commit.end = new_end
         commit.sequence += 1
         commit.history.append(
-            {"at": now, "appended": n_new, "source": source, "range": [new_start, new_end]}
+            {
+                "at": now,
+                "appended": n_new,
+                "source": source,
+                "range": [new_start, new_end],
+                **({"gap": gap} if gap else {}),
+            }
         )
         self._write_commit(commit)
         return AppendReport(
-            self.url, n_new, skipped, commit.start, commit.end, commit.version, (new_start, new_end)
+            self.url,
+            n_new,
+            skipped,
+            commit.start,
+            commit.end,
+            commit.version,
+            (new_start, new_end),
+            gap,
         )
+
+    @staticmethod
+    def _gap_message(times: np.ndarray, n: int) -> str | None:
+        if n >= len(times):
+            return None
+        msg = (
+            f"gap after {pd.Timestamp(times[n - 1])}: the source continues at "
+            f"{pd.Timestamp(times[n])}; {len(times) - n} later steps wait for the missing ones"
+        )
+        log.warning(msg)
+        return msg
 
     def _check_identical(self, old: xr.Dataset, commit: Commit) -> None:
         stored = self.open(chunks=None)

@@ -116,7 +116,7 @@ def synthetic_era5(
         cloud = 1.0 / (1.0 + np.exp(-(1.6 * q_anom - 1.2 * p_anom / 800.0 - 0.3)))
         precip_mm = np.maximum(0.0, cloud - 0.72) * 6.0 * np.exp(0.4 * q_anom)
         # solar geometry (UTC time, local hour angle from longitude)
-        doy = t.dayofyear
+        doy = t.day_of_year
         decl = np.deg2rad(23.44) * np.sin(2 * np.pi * (284 + doy) / 365.0)
         hour_angle = np.deg2rad(15.0 * (t.hour + 0.5 + LON / 15.0 - 12.0))
         cosz = np.sin(phi) * np.sin(decl) + np.cos(phi) * np.cos(decl) * np.cos(hour_angle)

@@ -146,7 +146,10 @@ def _publish(
         }
         for p in evaluation.get("plots", []):
             files[Path(p).name] = Path(p)
-        return reg.publish(cfg.name, files, manifest)
+        # the version is the model's identity: a re-run that re-measures the card reuses it
+        return reg.publish(
+            cfg.name, files, manifest, identity=["model.onnx", "model.safetensors", "model.json"]
+        )
 
 
 def promote(

@@ -170,11 +170,14 @@ class Registry:
         manifest: dict[str, Any],
         *,
         version: str | None = None,
+        identity: list[str] | None = None,
     ) -> str:
         """Upload ``files`` ({name in version: local path}) then the manifest; return the version.
 
-        The version is the content hash of the files unless given. Publishing the same content
-        again returns the existing version; a given version that already exists is refused.
+        The version is the content hash of the ``identity`` files (all files by default: pass
+        the model files so that re-measured cards do not make a new version) unless given.
+        Publishing the same content again returns the existing version; a given version that
+        already exists is refused.
         """
         validate_name(name, "model name")
         entries = {}
@@ -182,8 +185,14 @@ class Registry:
             _validate_file(fname)
             src = Path(src)
             entries[fname] = {"sha256": sha256_file(src), "size": src.stat().st_size}
+        ident = identity or list(entries)
+        missing = [f for f in ident if f not in entries]
+        if missing:
+            raise RegistryError(f"identity files {missing} are not among the files published")
         content = hashlib.sha256(
-            json.dumps({"name": name, "files": entries}, sort_keys=True).encode()
+            json.dumps(
+                {"name": name, "files": {f: entries[f] for f in sorted(ident)}}, sort_keys=True
+            ).encode()
         ).hexdigest()
         auto = version is None
         version = _validate_version(version or content[:12])

@@ -1,0 +1,156 @@
+"""The shared contract every compression method passes, and what is special to each.
+
+A new torch method adds a config fixture, a size measure and a three-line test class.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from wxmodels.compress import get_method
+from wxmodels.compress.cluster import ClusterConfig
+from wxmodels.compress.distill import DistillConfig
+from wxmodels.compress.int8 import Int8Config
+from wxmodels.compress.lowrank import LowRankConfig
+from wxmodels.compress.prune import PruneConfig
+from wxmodels.compress.structured import StructuredConfig
+from wxmodels.export.onnx import OrtForecaster, export_onnx, onnx_parity
+from wxmodels.nets import load_forecaster, save_forecaster
+from wxmodels.nets.layers import ConvBlock, LowRankConv2d
+
+
+def n_params(m):
+    return sum(p.numel() for p in m.parameters())
+
+
+def n_nonzero(m):
+    return sum(int((p != 0).sum()) for n, p in m.core.named_parameters() if n.endswith("weight"))
+
+
+def max_distinct_per_layer(m):
+    return max(
+        len(torch.unique(p.detach()))
+        for n, p in m.core.named_parameters()
+        if n.endswith("weight") and p.dim() == 4 and p.numel() > 16
+    )
+
+
+class MethodContract:
+    """Shapes kept, finite outputs, size down, config JSON round trip, ONNX export + parity,
+    and a save/load round trip through the architecture overrides."""
+
+    config: object
+    measure = staticmethod(n_params)
+
+    def _apply(self, teacher, ctx):
+        return get_method(self.config).apply(copy.deepcopy(teacher), self.config, ctx=ctx)
+
+    def test_contract(self, teacher, ctx, probe, tmp_path):
+        model = self._apply(teacher, ctx).eval()
+        state, tm = probe
+        with torch.no_grad():
+            ref = teacher(torch.from_numpy(state), torch.from_numpy(tm))
+            out = model(torch.from_numpy(state), torch.from_numpy(tm))
+        assert out.shape == ref.shape
+        valid = torch.from_numpy(ctx.fields.valid)
+        assert torch.isfinite(out[:, :, valid]).all()
+        assert torch.isnan(out[:, :, ~valid]).all()
+        assert self.measure(model) < self.measure(teacher)
+        cfg_type = type(self.config)
+        assert cfg_type.model_validate_json(self.config.model_dump_json()) == self.config
+        path = export_onnx(model, tmp_path / "m.onnx")
+        assert onnx_parity(model, path, state, tm) < 1e-4
+        save_forecaster(model, tmp_path / "ckpt")
+        again = load_forecaster(tmp_path / "ckpt")
+        with torch.no_grad():
+            torch.testing.assert_close(
+                again(torch.from_numpy(state), torch.from_numpy(tm)), out, equal_nan=True
+            )
+
+
+class TestPrune(MethodContract):
+    config = PruneConfig(amount=0.6, steps=2, finetune_epochs=1)
+    measure = staticmethod(n_nonzero)
+
+    def test_reaches_the_sparsity(self, teacher, ctx):
+        m = self._apply(teacher, ctx)
+        w = [p for n, p in m.core.named_parameters() if n.endswith("weight")]
+        zeros = sum(int((p == 0).sum()) for p in w) / sum(p.numel() for p in w)
+        assert zeros == pytest.approx(0.6, abs=0.01)
+
+
+class TestStructured(MethodContract):
+    config = StructuredConfig(amount=0.5, finetune_epochs=1)
+
+    def test_really_removes_channels(self, teacher, ctx):
+        m = self._apply(teacher, ctx)
+        for fqn, blk in m.core.named_modules():
+            if isinstance(blk, ConvBlock):
+                assert blk.conv1.conv.out_channels == m.spec.overrides[fqn]["mid"]
+                assert blk.conv2.conv.in_channels == blk.conv1.conv.out_channels
+        assert m.core.enc[0].conv1.conv.out_channels == 4  # 8 -> 4
+
+
+class TestLowRank(MethodContract):
+    config = LowRankConfig(ratio=0.25, finetune_epochs=1)
+
+    def test_factorises(self, teacher, ctx):
+        m = self._apply(teacher, ctx)
+        lr = [mod for mod in m.modules() if isinstance(mod, LowRankConv2d)]
+        assert lr and all(x.first.out_channels == x.second.in_channels for x in lr)
+
+
+class TestDistill(MethodContract):
+    config = DistillConfig(width=4, depth=1, epochs=2, rollout_epochs=1, rollout_steps=2)
+
+    def test_student_is_a_new_smaller_net(self, teacher, ctx):
+        before = copy.deepcopy(teacher.state_dict())
+        s = self._apply(teacher, ctx)
+        assert s.spec.net["width"] == 4 and s is not teacher
+        for k, v in teacher.state_dict().items():
+            torch.testing.assert_close(v, before[k], equal_nan=True)
+
+
+class TestCluster(MethodContract):
+    config = ClusterConfig(bits=3, finetune_epochs=1)
+    measure = staticmethod(max_distinct_per_layer)
+
+    def test_at_most_2_to_the_b_values_per_layer(self, teacher, ctx):
+        m = self._apply(teacher, ctx)
+        assert max_distinct_per_layer(m) <= 8
+
+
+def test_int8_contract(teacher, ctx, probe, tmp_path):
+    cfg = Int8Config(calibration_samples=8)
+    assert Int8Config.model_validate_json(cfg.model_dump_json()) == cfg
+    fp32 = export_onnx(teacher, tmp_path / "fp32.onnx")
+    q = get_method(cfg).apply(fp32, tmp_path / "int8.onnx", cfg, ctx=ctx, history=2)
+    assert q.stat().st_size < fp32.stat().st_size
+    ops = {n.op_type for n in onnx.load(str(q)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    state, tm = probe
+    out = OrtForecaster(q)(state, tm)
+    ref = OrtForecaster(fp32)(state, tm)
+    valid = ctx.fields.valid
+    assert out.shape == ref.shape and np.isfinite(out[:, :, valid]).all()
+    err = np.abs(out - ref)[:, :, valid].max() / 3.0
+    assert err < 0.5  # quantisation error, in std units, stays moderate on an untrained net
+
+
+def test_methods_refuse_what_they_cannot_do(teacher, ctx):
+    with pytest.raises(ValueError, match="no layer would shrink"):
+        get_method("lowrank").apply(
+            copy.deepcopy(teacher), LowRankConfig(ratio=1.0, finetune_epochs=0), ctx=ctx
+        )
+    with pytest.raises(ValueError, match="selected no conv"):
+        get_method("prune").apply(
+            copy.deepcopy(teacher),
+            PruneConfig(finetune_epochs=0),
+            ctx=ctx,
+            filter_fn=lambda m, n: False,
+        )

@@ -1,0 +1,175 @@
+"""The whole cycle as Prefect flows (temporary server, real LocalCluster), then deployers' use:
+registry list/show/pull and predict through the CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import xarray as xr
+
+from tests.factories import tiny_cycle_config
+from wxmodels.config.cycle import CycleConfig
+from wxmodels.registry import Registry
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def cycle_run(prefect_server, tmp_path_factory):
+    from flows.cycle import cycle_flow
+
+    tmp = tmp_path_factory.mktemp("cycle")
+    raw = tiny_cycle_config(tmp)
+    raw["compress"]["cells"].append(
+        {"name": "broken", "steps": [{"method": "lowrank", "ratio": 1.0, "finetune_epochs": 0}]}
+    )
+    cfg = CycleConfig.model_validate(raw)
+    report = cycle_flow(cfg)
+    return tmp, cfg, report
+
+
+def test_report_shape(cycle_run):
+    _, cfg, rep = cycle_run
+    for v in cfg.data.variables:
+        for lead in ("1", "3", "6"):
+            assert rep["teacher"]["rmse"][v][lead] > 0
+            assert rep["baselines"]["persistence"]["rmse"][v][lead] > 0
+            assert rep["baselines"]["climatology"]["rmse"][v][lead] > 0
+    names = {c["name"] for c in rep["candidates"]}
+    assert names == {"prune", "int8", "distill-int8"}
+    for c in rep["candidates"]:
+        assert {"name", "method", "size_bytes", "latency_ms_batch1", "rmse", "acc", "gate"} <= set(
+            c
+        )
+        assert c["size_bytes"] > 0 and c["latency_ms_batch1"] > 0
+        assert isinstance(c["gate"]["passed"], bool) and isinstance(c["gate"]["reasons"], list)
+    assert rep["teacher_size_bytes"] > 0 and rep["teacher_latency_ms_batch1"] > 0
+    assert set(rep["wall_s"]) >= {"ingest", "train", "compress", "evaluate", "promote"}
+
+
+def test_failing_cell_is_reported_and_others_go_on(cycle_run):
+    _, _, rep = cycle_run
+    (f,) = rep["failures"]
+    assert f["name"] == "broken" and "no layer would shrink" in f["error"]
+    assert len(rep["candidates"]) == 3
+
+
+def test_promoted_versions_have_matching_checksums(cycle_run):
+    tmp, cfg, rep = cycle_run
+    reg = Registry(cfg.promote.registry)
+    aliases = {a for p in rep["promoted"] for a in p["aliases"]}
+    assert {"teacher", "edge", "hpc"} <= aliases
+    for p in rep["promoted"]:
+        man = reg.manifest(f"{p['model']}@{p['version']}")
+        vdir = Path(cfg.promote.registry) / p["model"] / "versions" / p["version"]
+        for name, meta in man["files"].items():
+            data = (vdir / name).read_bytes()
+            assert hashlib.sha256(data).hexdigest() == meta["sha256"]
+            assert len(data) == meta["size"]
+        lin = man["lineage"]
+        assert lin["store_version"] and lin["teacher"] and lin["time_range"]
+        assert man["signature"]["variables"]
+
+
+def test_cycle_flow_runs_are_recorded(cycle_run, prefect_server):
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs()
+        names = {r.name for r in runs}
+        assert {
+            "cycle-tiny",
+            "ingest-tiny",
+            "train-tiny",
+            "compress-tiny",
+            "evaluate-tiny",
+            "promote-tiny",
+        } <= names
+        assert all(r.state.is_completed() for r in runs if r.name.endswith("-tiny"))
+        arts = client.read_artifacts()
+        keys = {a.key for a in arts}
+        assert {"scorecard", "compression-matrix", "model-card-edge"} <= keys
+
+
+def test_rerun_reuses_and_adds_nothing(cycle_run):
+    from flows.cycle import cycle_flow
+
+    _, cfg, rep = cycle_run
+    again = cycle_flow(cfg)
+    assert again["store"]["appended"] == 0
+    assert again["teacher"]["id"] == rep["teacher"]["id"]
+    assert {p["version"] for p in again["promoted"]} == {p["version"] for p in rep["promoted"]}
+
+
+def _wxc(*args, env=None):
+    return subprocess.run(
+        [sys.executable, "-m", "flows.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=300,
+    )
+
+
+def test_cli_registry_pull_and_predict(cycle_run):
+    tmp, cfg, _ = cycle_run
+    reg = cfg.promote.registry
+    r = _wxc("registry", "list", "--registry", reg)
+    assert r.returncode == 0 and "edge" in r.stdout
+    r = _wxc("registry", "show", "tiny@edge", "--registry", reg)
+    assert r.returncode == 0 and json.loads(r.stdout)["name"] == "tiny"
+    r = _wxc("registry", "pull", "tiny@edge", str(tmp / "pulled"), "--registry", reg)
+    assert r.returncode == 0, r.stderr
+    assert (tmp / "pulled" / "model.onnx").exists()
+    out = tmp / "fc.nc"
+    start = "2024-01-08T00:00"
+    r = _wxc(
+        "predict",
+        "--model",
+        "tiny@edge",
+        "--start",
+        start,
+        "--leads",
+        "1,3,6",
+        "--out",
+        str(out),
+        "--registry",
+        reg,
+        env={"WXC_HOME": str(tmp / "home")},
+    )
+    assert r.returncode == 0, r.stderr
+    with xr.open_dataset(out) as ds:
+        assert ds.sizes["lead_time"] == 3
+        assert list(ds.lead_time.values) == [1.0, 3.0, 6.0]
+        assert ds["2m_temperature"].attrs["units"] == "K"
+        assert ds.attrs["Conventions"] == "CF-1.8"
+        assert "tiny@" in ds.attrs["source"]
+        assert float(ds["2m_temperature"].mean()) > 200
+
+
+def test_cli_pull_of_tampered_artifact_fails(cycle_run):
+    tmp, cfg, rep = cycle_run
+    edge = next(p for p in rep["promoted"] if "edge" in p["aliases"])
+    f = Path(cfg.promote.registry) / "tiny" / "versions" / edge["version"] / "model.onnx"
+    original = f.read_bytes()
+    try:
+        f.write_bytes(original[:-8] + b"tampered")
+        r = _wxc(
+            "registry",
+            "pull",
+            "tiny@edge",
+            str(tmp / "pulled2"),
+            "--registry",
+            cfg.promote.registry,
+        )
+        assert r.returncode == 2
+        assert "checksum mismatch" in r.stderr and "Traceback" not in r.stderr
+        assert len(r.stderr.strip().splitlines()) <= 2
+    finally:
+        f.write_bytes(original)
