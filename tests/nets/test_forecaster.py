@@ -62,11 +62,16 @@ def test_save_load_round_trip(tmp_path):
 
 def test_time_features_change_the_output():
     f = make_fields()
+    torch.manual_seed(0)
     m = Forecaster(_spec(f), valid=f.valid).eval()
     x = torch.from_numpy(f.data[:2][None])
     a = m(x, torch.tensor([0.0]))
     b = m(x, torch.tensor([6.0]))
-    assert not torch.allclose(a[:, :, 3:, 3:], b[:, :, 3:, 3:])
+    assert float((a - b)[:, :, 3:, 3:].abs().max()) > 1e-4
+    off = Forecaster(_spec(f, time_features=False), valid=f.valid).eval()
+    torch.testing.assert_close(
+        off(x, torch.tensor([0.0])), off(x, torch.tensor([6.0])), equal_nan=True
+    )
 
 
 def test_periodic_padding_wraps_longitude():

@@ -38,8 +38,10 @@ def select_winners(evaluation: dict[str, Any], cfg: CycleConfig) -> dict[str, st
     """``{profile: candidate name}``.
 
     * ``edge``: the smallest deployable artifact among candidates that pass the gates;
-    * ``hpc``: the highest batch-16 throughput among passing candidates whose mean relative
-      RMSE is within ``promote.hpc_max_rmse_increase`` of the best passing candidate's.
+    * ``hpc``: among passing candidates whose mean relative RMSE is within
+      ``promote.hpc_max_rmse_increase`` of the best passing candidate's, the highest batch-16
+      throughput; latencies within 10 % of the fastest count as a tie (timing noise), broken
+      by skill, so that the alias does not flap between equally fast models.
     """
     passing = [c for c in evaluation["candidates"] if c["gate"]["passed"]]
     if not passing:
@@ -49,7 +51,13 @@ def select_winners(evaluation: dict[str, Any], cfg: CycleConfig) -> dict[str, st
     skill = {c["name"]: _mean_rel_rmse(sc, c["name"]) for c in passing}
     best = min(skill.values())
     near = [c for c in passing if skill[c["name"]] <= best + cfg.promote.hpc_max_rmse_increase]
-    hpc = min(near, key=lambda c: (c.get("latency_ms_batch16") or float("inf"), skill[c["name"]]))
+
+    def lat(c: dict[str, Any]) -> float:
+        return c.get("latency_ms_batch16") or float("inf")
+
+    fastest = min(lat(c) for c in near)
+    ties = [c for c in near if lat(c) <= 1.10 * fastest]
+    hpc = min(ties, key=lambda c: (skill[c["name"]], c["name"]))
     return {"edge": edge["name"], "hpc": hpc["name"]}
 
 
