@@ -10,7 +10,7 @@ UV_FLAGS := $(if $(FIND_LINKS),--find-links $(FIND_LINKS),)
 CONFIG ?= configs/demo.yaml
 PYTEST_ARGS ?=
 
-.PHONY: demo test up down clean lint venv
+.PHONY: demo test up down clean lint venv lock
 
 venv: $(VENV)/.installed
 
@@ -31,6 +31,10 @@ demo: venv
 
 test: venv
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+# re-resolve requirements.lock after changing dependencies in pyproject.toml
+lock: venv
+	$(VENV)/bin/uv pip compile -q pyproject.toml --extra dev $(UV_FLAGS) --python-version 3.11 -o requirements.lock
 
 lint: venv
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
