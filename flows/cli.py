@@ -27,8 +27,8 @@ app = typer.Typer(
 )
 registry_app = typer.Typer(no_args_is_help=True, help="Browse, pull and roll back models.")
 app.add_typer(registry_app, name="registry")
-out = Console()
-err = Console(stderr=True)
+out = Console(width=None if sys.stdout.isatty() else 140)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="YAML config under configs/.")]
 SetOpt = Annotated[
@@ -54,6 +54,7 @@ def _setup_env() -> None:
 
     for k, v in prefect_env({}).items():
         os.environ.setdefault(k, v)
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
     os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 
 
@@ -91,6 +92,16 @@ class _UserErrorFormatter(logging.Formatter):
 
 
 def _quiet_user_errors() -> None:
+    # Dask's own INFO lines (nanny/scheduler start and stop) drown the flow's story
+    for name in (
+        "distributed",
+        "distributed.nanny",
+        "distributed.scheduler",
+        "distributed.worker",
+        "distributed.core",
+        "distributed.http.proxy",
+    ):
+        logging.getLogger(name).setLevel(logging.WARNING)
     for name in ("prefect", "prefect.flow_runs", "prefect.task_runs", ""):
         for h in logging.getLogger(name).handlers:
             if isinstance(h, logging.StreamHandler) and not isinstance(
@@ -252,26 +263,31 @@ def _print_candidates(ev: dict[str, Any]) -> None:
             f"{te['size_bytes'] / c['size_bytes']:.1f}",
             f"{lat:.3f}" if lat else "-",
             f"{te['latency_ms_batch1'] / lat:.1f}" if lat and te["latency_ms_batch1"] else "-",
-            "[green]pass[/]"
-            if c["gate"]["passed"]
-            else "[red]fail[/]: " + (c["gate"]["reasons"][0] if c["gate"]["reasons"] else ""),
+            _gate_cell(c["gate"]),
         )
     out.print(t)
 
 
+def _gate_cell(gate: dict[str, Any]) -> str:
+    if gate["passed"]:
+        return "[green]pass[/]"
+    first = gate["reasons"][0] if gate["reasons"] else ""
+    more = f" (+{len(gate['reasons']) - 1} more)" if len(gate["reasons"]) > 1 else ""
+    return f"[red]fail[/]: {first}{more}"
+
+
 def _print_report(rep: dict[str, Any]) -> None:
     t = Table(title=f"{rep['name']}: candidates")
-    for col in ("cell", "recipe", "size ratio", "speedup b1", "gates"):
-        t.add_column(col)
+    for col in ("cell", "recipe", "size ratio", "speedup b1"):
+        t.add_column(col, no_wrap=True)
+    t.add_column("gates", overflow="fold")
     for c in rep["candidates"]:
         t.add_row(
             c["name"],
             c["recipe"],
             f"{c['size_ratio']:.1f}x",
             f"{c['speedup_batch1']:.1f}x" if c["speedup_batch1"] else "-",
-            "[green]pass[/]"
-            if c["gate"]["passed"]
-            else "[red]fail[/]: " + (c["gate"]["reasons"][0] if c["gate"]["reasons"] else ""),
+            _gate_cell(c["gate"]),
         )
     out.print(t)
     for f in rep["failures"]:

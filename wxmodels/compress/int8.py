@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import onnx
 from onnxruntime.quantization import (
     CalibrationDataReader,
     CalibrationMethod,
@@ -37,6 +38,10 @@ class Int8Config(Strict):
     """7-bit weights: avoids u8s8 saturation on CPUs without VNNI."""
     op_types: list[str] = Field(["Conv"], min_length=1)
     """ONNX op types to quantize (the rest stay fp32)."""
+    fp32_layers: list[Literal["first", "last"]] = ["first", "last"]
+    """Convs left in fp32: the first sees raw normalised inputs of every variable and the last
+    maps features to every variable's tendency; they are the most sensitive layers and hold
+    few weights (the usual practice of keeping them in float)."""
 
 
 class _Reader(CalibrationDataReader):
@@ -54,6 +59,17 @@ _METHODS = {
 }
 
 
+def _edge_convs(path: Path, which: list[str]) -> list[str]:
+    """Names of the first and/or last conv nodes of the graph (topological order)."""
+    convs = [n.name for n in onnx.load(str(path)).graph.node if n.op_type == "Conv"]
+    out = []
+    if convs and "first" in which:
+        out.append(convs[0])
+    if convs and "last" in which:
+        out.append(convs[-1])
+    return out
+
+
 def apply(
     src: str | Path, dst: str | Path, config: Int8Config, *, ctx: CompressContext, history: int
 ) -> Path:
@@ -62,6 +78,7 @@ def apply(
     with tempfile.TemporaryDirectory() as tmp:
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+        exclude = _edge_convs(pre, list(config.fp32_layers))
         quantize_static(
             str(pre),
             str(dst),
@@ -73,6 +90,7 @@ def apply(
             weight_type=QuantType.QInt8,
             op_types_to_quantize=list(config.op_types),
             calibrate_method=_METHODS[config.calibrate_method],
+            nodes_to_exclude=exclude,
         )
     return dst
 

@@ -20,8 +20,6 @@ class EvaluateConfig(Strict):
     """Timed repeats for onnxruntime latency (median reported)."""
     latency_threads: int = Field(1, ge=1)
     """onnxruntime intra-op threads when timing (fixed so that runs compare)."""
-    parity_tolerance: float = Field(1e-3, gt=0)
-    """Largest |onnx - torch| allowed for an fp32 export, in units of each variable's std."""
 
     @field_validator("leads_h")
     @classmethod
