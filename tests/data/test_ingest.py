@@ -1,5 +1,6 @@
 """Ingest from files: twice adds nothing; a bad file is left out; missing inputs are named."""
 
+import os
 import shutil
 
 import numpy as np
@@ -32,12 +33,19 @@ def landing(tmp_path):
     return d
 
 
-def test_twice_adds_nothing(tmp_path, landing):
+def test_twice_adds_nothing_and_reads_nothing(tmp_path, landing):
     cfg = _cfg(tmp_path, [str(landing / "*.nc")])
     r1 = ingest(cfg)
-    assert r1.appended == 72 and r1.skipped == 0
+    assert (r1.appended, r1.skipped, r1.read) == (72, 0, 3)
     r2 = ingest(cfg)
-    assert r2.appended == 0 and r2.skipped == 72 and r2.version == r1.version
+    assert (r2.appended, r2.read) == (0, 0)  # the ledger knows every file: none is opened
+    assert r2.version == r1.version
+    # a file touched without changing its content is read again, compared, and skipped
+    f = sorted(landing.glob("*.nc"))[1]
+    os.utime(f, ns=(f.stat().st_atime_ns, f.stat().st_mtime_ns + 10**9))
+    r3 = ingest(cfg)
+    assert (r3.appended, r3.skipped, r3.read, r3.revised) == (0, 24, 1, [])
+    assert r3.version == r1.version
 
 
 def test_new_day_is_appended(tmp_path, landing):
@@ -49,7 +57,7 @@ def test_new_day_is_appended(tmp_path, landing):
     assert ingest(cfg).appended == 48
     shutil.move(late / first[-1].name, first[-1])
     rep = ingest(cfg)
-    assert (rep.appended, rep.skipped) == (24, 48)
+    assert (rep.appended, rep.skipped, rep.read) == (24, 0, 1)
 
 
 def test_corrupt_file_is_left_out_with_reason(tmp_path, landing):

@@ -42,14 +42,29 @@ def test_gap_is_refused_and_store_unchanged(tmp_path):
     assert store.version() == v and store.open().sizes["time"] == 20
 
 
-def test_changed_values_of_committed_steps_are_not_silently_taken(tmp_path):
+def test_changed_values_of_committed_steps_are_a_revision(tmp_path):
     ds = canonical_dataset(nt=24)
     store = Store(str(tmp_path / "s.zarr"))
-    store.append(ds)
+    v1 = store.append(ds).version
     ds2 = ds.copy(deep=True)
     ds2["2m_temperature"][3] += 1.0
-    with pytest.raises(IngestError, match="revision"):
-        store.append(ds2)
+    ds2["10m_wind_speed"][5] += 0.5
+    rep = store.append(ds2)
+    assert rep.appended == 0
+    assert rep.revised == [
+        str(ds.time.values[3])[:19].replace("T", " "),
+        str(ds.time.values[5])[:19].replace("T", " "),
+    ]
+    assert rep.skipped == 22
+    assert rep.version != v1
+    out = store.open()
+    np.testing.assert_array_equal(out["2m_temperature"].values, ds2["2m_temperature"].values)
+    np.testing.assert_array_equal(out["10m_wind_speed"].values, ds2["10m_wind_speed"].values)
+    assert store.read_commit().history[-1]["revised"] == rep.revised
+    # statistics follow the revision
+    mean_t = store.statistics().normalisation(["2m_temperature"])["mean"][0]
+    assert mean_t == pytest.approx(float(ds2["2m_temperature"].astype("f8").mean()), rel=1e-12)
+    assert store.append(ds2).revised == []  # applied once
 
 
 def test_schema_mismatch(tmp_path):

@@ -13,9 +13,13 @@ from wxmodels.schema import VARIABLES
 __all__ = [
     "DataConfig",
     "FilesSourceConfig",
+    "GridConfig",
+    "LandingSourceConfig",
     "SourceConfig",
     "SplitConfig",
+    "StaticFieldConfig",
     "SyntheticSourceConfig",
+    "TimeFromStepConfig",
     "ZarrSourceConfig",
 ]
 
@@ -32,6 +36,29 @@ def expand(path: str) -> str:
     return os.path.expanduser(os.path.expandvars(path))
 
 
+class TimeFromStepConfig(Strict):
+    """Build ``time`` for files that have none (the NCL storm files: ``timestep`` hours from
+    a reference time stored in a ``reftime`` variable)."""
+
+    dim: str = "timestep"
+    """The dimension that counts steps from the reference time."""
+    units: Literal["hours", "minutes", "days"] = "hours"
+    reference: str | None = None
+    """The reference time; ``None`` reads it from ``reference_variable``."""
+    reference_variable: str = "reftime"
+
+
+class GridConfig(Strict):
+    """Optional spatial subsetting and coarsening, applied to every input."""
+
+    lat_bounds: tuple[float, float] | None = None
+    """Keep latitudes within ``(south, north)``."""
+    lon_bounds: tuple[float, float] | None = None
+    """Keep longitudes within ``(west, east)``, in -180..180."""
+    coarsen: int | None = Field(None, ge=2)
+    """Average ``coarsen x coarsen`` blocks, weighted by cell area and NaN-aware."""
+
+
 class _SourceBase(Strict):
     rename: dict[str, str] = {}
     """Explicit ``{source variable: canonical variable}``; wins over the built-in alias tables."""
@@ -41,6 +68,12 @@ class _SourceBase(Strict):
     """Accumulation period of accumulated fields (ERA5 ``tp``/``ssrd``: 1 for hourly files)."""
     member: Literal["mean"] | int = "mean"
     """Ensemble dimension handling: the ensemble mean, or one member's number."""
+    file_rename: dict[str, dict[str, str]] = {}
+    """``{file-name glob: {source variable: canonical variable}}`` for files whose variables
+    share a name (``u`` at the surface in one file, at 500 hPa in another)."""
+    time_from_step: TimeFromStepConfig | None = None
+    """For files without a time coordinate."""
+    grid: GridConfig = GridConfig()
 
     @field_validator("rename")
     @classmethod
@@ -64,6 +97,24 @@ class FilesSourceConfig(_SourceBase):
         return [expand(p) for p in self.paths]
 
 
+class LandingSourceConfig(FilesSourceConfig):
+    """A landing directory where new files arrive over time. Files that fail are moved to
+    ``<directory>/quarantine/`` with a ``.reason.txt``; ingested ones optionally to
+    ``<directory>/ingested/``."""
+
+    kind: Literal["landing"] = "landing"  # type: ignore[assignment]
+    paths: list[str] = []
+    directory: str
+    pattern: str = "*.nc"
+    """Glob of the files to pick up (``*.grib`` for GRIB)."""
+    archive: bool = False
+    """Move ingested files to ``ingested/`` (otherwise they stay and the store's ledger keeps
+    them from being read again)."""
+
+    def expanded(self) -> list[str]:
+        return [os.path.join(expand(self.directory), self.pattern)]
+
+
 class ZarrSourceConfig(_SourceBase):
     """A Zarr store in the WeatherBench 2 / ARCO-ERA5 layout, opened through fsspec."""
 
@@ -77,10 +128,9 @@ class ZarrSourceConfig(_SourceBase):
     """First time step to read (inclusive); ``None`` for the beginning."""
     end: str | None = None
     """Last time step to read (inclusive); ``None`` for the end."""
-    lat_bounds: tuple[float, float] | None = None
-    """Spatial subset ``(south, north)`` in degrees."""
-    lon_bounds: tuple[float, float] | None = None
-    """Spatial subset ``(west, east)`` in degrees, -180..180."""
+    recheck_hours: int = Field(0, ge=0)
+    """Also compare this many hours before the store's end, to pick up revisions (ERA5T
+    replaced by ERA5 within ~3 months: 2160)."""
 
 
 class SyntheticSourceConfig(_SourceBase):
@@ -100,8 +150,18 @@ class SyntheticSourceConfig(_SourceBase):
 
 
 SourceConfig = Annotated[
-    FilesSourceConfig | ZarrSourceConfig | SyntheticSourceConfig, Field(discriminator="kind")
+    FilesSourceConfig | LandingSourceConfig | ZarrSourceConfig | SyntheticSourceConfig,
+    Field(discriminator="kind"),
 ]
+
+
+class StaticFieldConfig(Strict):
+    """A static field read from a file (e.g. ERA5 ``lsm`` or ``z`` at the surface)."""
+
+    path: str
+    variable: str
+    scale: float = 1.0
+    """Multiply by this (``1/9.80665`` turns surface geopotential into orography in m)."""
 
 
 class SplitConfig(Strict):
@@ -140,6 +200,9 @@ class DataConfig(Strict):
     max_nan_fraction: float = Field(0.05, ge=0, le=1)
     """Largest fraction of NaNs a variable may have outside the static (land-sea) mask."""
     split: SplitConfig = SplitConfig()
+    static: dict[Literal["land_sea_mask", "orography"], StaticFieldConfig] = {}
+    """Static fields from files, written with the first ingest. The domain mask (points that
+    have data) is always derived from the NaN pattern."""
 
     @field_validator("variables")
     @classmethod

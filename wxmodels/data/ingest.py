@@ -1,17 +1,28 @@
-"""Ingest: source -> canonical -> validated -> appended to the store."""
+"""Ingest: source -> canonical -> validated -> appended to the store, incrementally.
+
+Each run reads only inputs that are new or changed since the store's ledger; values are
+validated in the same pass that writes them; inputs that fail are set aside (quarantined) with
+their reason while the rest of the batch goes on.
+"""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
-from wxmodels.config.data import DataConfig
-from wxmodels.data.sources import Problem, open_source
-from wxmodels.data.store import Store
-from wxmodels.errors import IngestError
+import numpy as np
+import pandas as pd
+import xarray as xr
 
-__all__ = ["IngestReport", "ingest"]
+from wxmodels.config.data import DataConfig
+from wxmodels.data.sources import Problem, Source, make_source
+from wxmodels.data.store import Store
+from wxmodels.data.validate import validate
+from wxmodels.errors import DataError, IngestError
+
+__all__ = ["IngestReport", "ingest", "read_static_fields"]
 
 log = logging.getLogger(__name__)
 
@@ -21,56 +32,201 @@ class IngestReport:
     """What an ingest run did (JSON-able)."""
 
     store: str
-    version: str
+    version: str | None
     appended: int
     skipped: int
     start: str | None
     end: str | None
     inputs: int
+    read: int
     problems: list[dict[str, str]] = field(default_factory=list)
+    revised: list[str] = field(default_factory=list)
     gap: str | None = None
+    missing: list[str] = field(default_factory=list)
+    offered: list[str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
+def read_static_fields(cfg: DataConfig, like: xr.Dataset) -> dict[str, np.ndarray]:
+    """Static fields from files, interpolated (nearest) onto the store's grid."""
+    from wxmodels.data.canonical import _find
+
+    out = {}
+    for name, sf in cfg.static.items():
+        try:
+            with xr.open_dataset(sf.path) as ds:
+                lat, lon = (
+                    _find(ds, ("lat", "latitude"), "latitude"),
+                    _find(ds, ("lon", "longitude"), "longitude"),
+                )
+                da = ds[sf.variable]
+                if "time" in da.dims:
+                    da = da.isel(time=0)
+                da = da.rename({lat: "lat", lon: "lon"})
+                da = da.assign_coords(lon=((da.lon + 180) % 360) - 180).sortby(["lat", "lon"])
+                out[name] = (
+                    da.sel(lat=like.lat, lon=like.lon, method="nearest").values * sf.scale
+                ).astype(np.float32)
+        except (OSError, KeyError, ValueError) as e:
+            raise DataError(f"static field {name} from {sf.path}: {e}") from e
+    return out
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _attribute(src: Source, result, max_nan_fraction: float) -> list[Problem]:
+    """Find which inputs make the batch fail value validation (read each one on its own)."""
+    bad = []
+    for rid, meta in result.inputs.items():
+        if not meta.get("range"):
+            continue
+        from wxmodels.data.sources import InputRef
+
+        try:
+            ds = src._open_one(InputRef(rid, meta["fingerprint"]))
+            validate(ds, max_nan_fraction=max_nan_fraction, what=rid.rsplit("/", 1)[-1])
+        except (DataError, OSError, ValueError) as e:
+            bad.append(Problem(rid, str(e).splitlines()[0], meta["fingerprint"]))
+    return bad
+
+
 def ingest(cfg: DataConfig) -> IngestReport:
     """Append what is new in ``cfg.source`` to ``cfg.store``.
 
-    Inputs that fail to open or validate are left out and listed in ``problems``; the store is
-    not touched by them. Raises :class:`IngestError` when no input is usable.
+    Raises :class:`IngestError` when nothing usable is offered and the store cannot advance.
     """
-    res = open_source(
-        cfg.source,
-        variables=cfg.variables,
-        max_nan_fraction=cfg.max_nan_fraction,
-        time_chunk=cfg.time_chunk,
-    )
-    problems = [asdict(p) for p in res.problems]
-    if res.dataset is None:
-        first: Problem = res.problems[0]
+    store = Store(cfg.store, cfg.storage_options)
+    commit = store.read_commit()
+    src = make_source(cfg.source, variables=cfg.variables, time_chunk=cfg.time_chunk)
+    refs = src.list_inputs()
+    ledger = commit.inputs if commit else {}
+    quarantined = commit.quarantine if commit else {}
+    todo = [
+        r
+        for r in refs
+        if ledger.get(r.id, {}).get("fingerprint") != r.fingerprint
+        and quarantined.get(r.id, {}).get("fingerprint") != r.fingerprint
+    ]
+    held = [
+        {"path": r.id, "reason": "still quarantined: " + quarantined[r.id]["reason"]}
+        for r in refs
+        if quarantined.get(r.id, {}).get("fingerprint") == r.fingerprint
+    ]
+    if not todo:
+        log.info("ingest %s: nothing new among %d inputs", store.url, len(refs))
+        return IngestReport(
+            store.url,
+            commit.version if commit else None,
+            0,
+            0,
+            commit.start if commit else None,
+            commit.end if commit else None,
+            len(refs),
+            0,
+            held,
+        )
+    after = np.datetime64(pd.Timestamp(commit.end)) if commit else None
+    res = src.open(todo, after=after if cfg.source.kind == "zarr" else None)
+    problems = list(res.problems)
+    report = None
+    for attempt in range(2):
+        if res.dataset is None:
+            break
+        times = res.dataset["time"].values
+        end_before = commit.end if commit else None
+        try:
+            static = read_static_fields(cfg, res.dataset) if commit is None else {}
+            rep = store.append(
+                res.dataset,
+                time_chunk=cfg.time_chunk,
+                source=cfg.source.kind,
+                max_nan_fraction=cfg.max_nan_fraction,
+                static=static,
+                quarantine={
+                    p.path: {"fingerprint": p.fingerprint, "reason": p.reason, "at": _now()}
+                    for p in problems
+                },
+            )
+        except DataError:
+            if attempt == 1:
+                raise
+            bad = _attribute(src, res, cfg.max_nan_fraction)
+            if not bad:
+                raise
+            log.warning(
+                "setting aside %d input(s) that fail validation: %s",
+                len(bad),
+                "; ".join(f"{b.path}: {b.reason}" for b in bad),
+            )
+            problems += bad
+            keep = [r for r in todo if r.id not in {b.path for b in bad + problems}]
+            res = src.open(keep, after=after if cfg.source.kind == "zarr" else None)
+            problems += [p for p in res.problems if p not in problems]
+            continue
+        # record as ingested only the inputs whose steps are all committed now (inputs past a
+        # gap are read again next time)
+        end = np.datetime64(pd.Timestamp(rep.end))
+        done = {
+            rid: {**meta, "at": _now()}
+            for rid, meta in res.inputs.items()
+            if not meta.get("range") or np.datetime64(pd.Timestamp(meta["range"][1])) <= end
+        }
+        if done:
+            commit = store.read_commit()
+            commit.inputs.update(done)
+            for rid in done:
+                commit.quarantine.pop(rid, None)
+            commit.sequence += 1
+            store._write_commit(commit)
+        src.done(list(done))
+        report = IngestReport(
+            store.url,
+            store.version(),
+            rep.appended,
+            rep.skipped,
+            rep.start,
+            rep.end,
+            len(refs),
+            len(todo),
+            [asdict(p) | {"fingerprint": ""} for p in problems] + held,
+            rep.revised,
+            rep.gap,
+            rep.missing,
+            [str(pd.Timestamp(times[0])), str(pd.Timestamp(times[-1]))],
+        )
+        log.info(
+            "ingest %s: +%d steps (%d already present, %d revised), %s..%s (was ..%s), version %s",
+            store.url,
+            rep.appended,
+            rep.skipped,
+            len(rep.revised),
+            rep.start,
+            rep.end,
+            end_before,
+            rep.version,
+        )
+        break
+    src.set_aside(problems)
+    if report is None:
+        if commit is not None and problems:  # remember them, so they are not re-read
+            commit = store.read_commit()
+            commit.quarantine.update(
+                {
+                    p.path: {"fingerprint": p.fingerprint, "reason": p.reason, "at": _now()}
+                    for p in problems
+                }
+            )
+            commit.sequence += 1
+            store._write_commit(commit)
+        first = problems[0] if problems else Problem("-", "nothing to ingest")
         raise IngestError(
-            f"no usable input among {len(res.inputs)} file(s); first problem: "
+            f"no usable input among {len(todo)} new input(s); first problem: "
             f"{first.path}: {first.reason}"
         )
-    store = Store(cfg.store, cfg.storage_options)
-    rep = store.append(res.dataset, time_chunk=cfg.time_chunk, source=cfg.source.kind)
-    log.info(
-        "ingest %s: +%d steps (%d already present), %s..%s, version %s",
-        store.url,
-        rep.appended,
-        rep.skipped,
-        rep.start,
-        rep.end,
-        rep.version,
-    )
-    return IngestReport(
-        store.url,
-        rep.version,
-        rep.appended,
-        rep.skipped,
-        rep.start,
-        rep.end,
-        len(res.inputs),
-        problems,
-    )
+    for p in report.problems:
+        p.pop("fingerprint", None)
+    return report

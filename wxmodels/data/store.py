@@ -1,16 +1,26 @@
-"""The canonical Zarr store: append-only along time, with an explicit commit record.
+"""The canonical Zarr store: append-only along time, with an explicit, atomic commit record.
 
-A Zarr append is not atomic (a crash after the resize leaves fill values), so the store keeps a
-small commit record, written last and atomically (rename on local disk, a single PUT on object
-storage). The record is the attributes of an empty sub-group, ``_wxc`` (its ``zarr.json``), so
-the store stays a plain Zarr v3 hierarchy that any reader opens. Readers see exactly the
-committed time steps; anything beyond them is the debris of an interrupted write, removed by the
-next append before it writes.
+Layout (all plain Zarr v3; xarray opens the root as the dataset)::
+
+    <store>/<variable>, time, lat, lon      the data, chunked uniformly in time
+    <store>/static/valid_mask, ...           static fields (lat, lon)
+    <store>/aux/step_hash                    a content hash per time step (revision detection)
+    <store>/aux/stats/s<sequence>/...        climatology accumulators of a commit
+    <store>/aux/revision/{backup,new}        staging of an in-flight revision
+    <store>/_wxc/zarr.json                   the commit record (attributes of an empty group)
+
+A Zarr append is not atomic (a crash after the resize leaves fill values), so the commit record
+is written last, atomically (rename on local disk, a single PUT on object storage). Readers see
+exactly the committed steps; anything beyond them is the debris of an interrupted write, removed
+by the next append. Revisions (steps whose values changed, as ERA5T becomes ERA5) are rewritten
+in place through an intent log: the old and new values are staged first, the intent committed,
+then the region written; a reader during (or after a crash in) the rewrite gets the old values
+from the staging, and the next run rolls the revision forward.
 """
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import json
 import logging
 import os
@@ -25,7 +35,11 @@ import pandas as pd
 import xarray as xr
 import zarr
 
+from wxmodels.data import writepass
+from wxmodels.data.commit import Commit
+from wxmodels.data.stats import ClimAccumulator
 from wxmodels.errors import DataError, IngestError
+from wxmodels.faults import crash_point
 from wxmodels.schema import LAT, LON, TIME
 
 __all__ = ["COMMIT_KEY", "AppendReport", "Commit", "Store"]
@@ -33,49 +47,6 @@ __all__ = ["COMMIT_KEY", "AppendReport", "Commit", "Store"]
 log = logging.getLogger(__name__)
 
 COMMIT_KEY = "_wxc/zarr.json"
-COMMIT_VERSION = 1
-
-
-@dataclass
-class Commit:
-    """What the store holds, as last committed.
-
-    Attributes:
-        n_time: committed time steps (readers see ``time[:n_time]``).
-        start, end: first and last committed time (ISO 8601).
-        step_hours: time step.
-        variables: ``{name: units}``.
-        grid: hash of the lat/lon coordinates.
-        shape: ``[n_lat, n_lon]``.
-        sequence: commit counter (1 for the first write).
-        history: one entry per commit: what was appended or revised, when, from what.
-    """
-
-    n_time: int
-    start: str
-    end: str
-    step_hours: float
-    variables: dict[str, str]
-    grid: str
-    shape: list[int]
-    sequence: int = 1
-    history: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def version(self) -> str:
-        """Content identifier of the committed store: time range, schema, grid and revisions."""
-        body = {
-            "range": [self.start, self.end, self.n_time, self.step_hours],
-            "variables": self.variables,
-            "grid": self.grid,
-            "revisions": sum(len(h.get("revised", [])) for h in self.history),
-        }
-        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
-
-    def times(self) -> pd.DatetimeIndex:
-        return pd.date_range(
-            self.start, periods=self.n_time, freq=pd.Timedelta(hours=self.step_hours)
-        )
 
 
 @dataclass
@@ -89,39 +60,82 @@ class AppendReport:
     end: str | None
     version: str
     new_range: tuple[str, str] | None = None
+    revised: list[str] = field(default_factory=list)
     gap: str | None = None
     """Set when the source continues after a gap: the steps after it wait for the missing ones."""
+    missing: list[str] = field(default_factory=list)
+    """``variable@time`` of appended steps that are NaN inside the domain (reported, kept)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def _grid_hash(lat: np.ndarray, lon: np.ndarray) -> str:
+    import hashlib
+
     h = hashlib.sha256()
     h.update(np.asarray(lat, np.float64).round(6).tobytes())
     h.update(np.asarray(lon, np.float64).round(6).tobytes())
     return h.hexdigest()[:16]
 
 
-def _diffs_s(times: np.ndarray) -> np.ndarray:
-    return np.diff(np.asarray(times).astype("datetime64[s]").astype(np.int64))
+def _seconds(times: np.ndarray) -> np.ndarray:
+    return np.asarray(times).astype("datetime64[s]").astype(np.int64)
 
 
-def _infer_step_s(times: np.ndarray) -> int:
-    """The most common positive spacing of ``times`` (seconds)."""
-    d = _diffs_s(times)
+def infer_step_s(times: np.ndarray) -> int:
+    """The most common spacing of ``times`` in seconds; duplicates/disorder raise."""
+    d = np.diff(_seconds(times))
     if np.any(d <= 0):
         raise DataError("time steps are duplicated or not increasing")
     vals, counts = np.unique(d, return_counts=True)
     return int(vals[np.argmax(counts)])
 
 
-def _contiguous(times: np.ndarray, first: np.datetime64, step_s: int) -> int:
+def contiguous(times: np.ndarray, first: np.datetime64, step_s: int) -> int:
     """How many leading ``times`` follow ``first`` at exactly ``step_s`` spacing."""
-    t = np.asarray(times).astype("datetime64[s]").astype(np.int64)
+    t = _seconds(times)
     expected = np.datetime64(first, "s").astype(np.int64) + step_s * np.arange(len(t))
     bad = np.nonzero(t != expected)[0]
     return int(bad[0]) if len(bad) else len(t)
+
+
+@dataclass
+class StoreStatistics:
+    """Statistics of a store version.
+
+    Attributes:
+        variables: store order of the per-variable statistics.
+        moments: running sums (see :class:`~wxmodels.data.stats.Moments`).
+        clim: the climatology accumulator (``None`` for stores written before statistics).
+        version: the store version they belong to.
+    """
+
+    variables: list[str]
+    moments: Any
+    clim: ClimAccumulator | None
+    version: str
+
+    def _order(self, variables: list[str] | None) -> list[int]:
+        variables = variables or self.variables
+        missing = [v for v in variables if v not in self.variables]
+        if missing:
+            raise DataError(f"the store has no statistics for {missing}")
+        return [self.variables.index(v) for v in variables]
+
+    def normalisation(self, variables: list[str] | None = None) -> dict[str, list[float]]:
+        """``mean``, ``std``, ``tendency_std`` in the order of ``variables``."""
+        idx = self._order(variables)
+        full = self.moments.normalisation()
+        return {k: [full[k][i] for i in idx] for k in full}
+
+    def climatology(
+        self, hours: np.ndarray, variables: list[str] | None = None, valid: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Climatology ``(T, V, H, W)`` at ``hours`` (hours since 1970) for ``variables``."""
+        if self.clim is None:
+            raise DataError("this store has no climatology; re-ingest it")
+        return self.clim.evaluate(hours, valid)[:, self._order(variables)]
 
 
 class Store:
@@ -131,32 +145,45 @@ class Store:
         self.url = url.rstrip("/")
         self.storage_options = dict(storage_options or {})
         self.fs, self.root = fsspec.core.url_to_fs(self.url, **self.storage_options)
+        self._local = "file" in self.fs.protocol
 
     def __repr__(self) -> str:
         return f"Store({self.url!r})"
 
+    @property
+    def _so(self) -> dict[str, Any] | None:
+        return self.storage_options or None
+
+    def _sub(self, path: str) -> str:
+        return f"{self.url}/{path}"
+
     # -- commit record -------------------------------------------------------------------
     def read_commit(self) -> Commit | None:
         """The last commit, or ``None`` when nothing was ever committed."""
-        path = f"{self.root}/{COMMIT_KEY}"
+        if not self._local:
+            self.fs.invalidate_cache()
         try:
-            with self.fs.open(path, "rb") as f:
+            with self.fs.open(f"{self.root}/{COMMIT_KEY}", "rb") as f:
                 obj = json.loads(f.read())
         except FileNotFoundError:
             return None
-        obj = obj.get("attributes", {}).get("wxc_commit", {})
-        if obj.get("_version") != COMMIT_VERSION:
-            raise DataError(f"{self.url}: commit record version {obj.get('_version')} unknown")
-        return Commit(**obj["_data"])
+        try:
+            return Commit.from_json(obj.get("attributes", {}).get("wxc_commit", {}))
+        except (ValueError, TypeError) as e:
+            raise DataError(f"{self.url}: unreadable commit record ({e})") from e
 
     def _write_commit(self, commit: Commit) -> None:
-        record = {"_type": "Commit", "_version": COMMIT_VERSION, "_data": asdict(commit)}
         data = json.dumps(
-            {"zarr_format": 3, "node_type": "group", "attributes": {"wxc_commit": record}}, indent=1
+            {
+                "zarr_format": 3,
+                "node_type": "group",
+                "attributes": {"wxc_commit": commit.to_json()},
+            },
+            indent=1,
         ).encode()
         path = f"{self.root}/{COMMIT_KEY}"
-        self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-        if self.fs.protocol in ("file", ("file", "local")) or "file" in self.fs.protocol:
+        if self._local:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
             tmp = f"{path}.{uuid.uuid4().hex}.tmp"
             with open(tmp, "wb") as f:
                 f.write(data)
@@ -171,42 +198,109 @@ class Store:
     def exists(self) -> bool:
         return self.read_commit() is not None
 
+    def version(self) -> str | None:
+        c = self.read_commit()
+        return c.version if c else None
+
     def open(self, *, chunks: dict | str | None = "auto") -> xr.Dataset:
         """The committed dataset (lazy); ``attrs['wxc_store_version']`` identifies it."""
         commit = self.read_commit()
         if commit is None:
             raise DataError(f"store {self.url} is empty: run `wxc ingest` first")
         ds = xr.open_zarr(
-            self.url,
-            storage_options=self.storage_options or None,
-            consolidated=False,
-            chunks=chunks,
-            zarr_format=3,
+            self.url, storage_options=self._so, consolidated=False, chunks=chunks, zarr_format=3
         )
         ds = ds.isel({TIME: slice(0, commit.n_time)})
+        if commit.revision is not None:
+            ds = self._overlay_backup(ds, commit.revision)
         ds.attrs["wxc_store_version"] = commit.version
         ds.attrs["wxc_store_url"] = self.url
         return ds
 
-    def version(self) -> str | None:
-        c = self.read_commit()
-        return c.version if c else None
+    def static(self) -> xr.Dataset:
+        """Static fields on the store's grid (``valid_mask`` always; others when ingested)."""
+        if self.read_commit() is None:
+            raise DataError(f"store {self.url} is empty: run `wxc ingest` first")
+        return xr.open_zarr(
+            self.url, group="static", storage_options=self._so, consolidated=False, zarr_format=3
+        ).load()
+
+    def statistics(self) -> StoreStatistics:
+        """Normalisation and climatology of the committed data (versioned with it)."""
+        commit = self.read_commit()
+        if commit is None:
+            raise DataError(f"store {self.url} is empty: run `wxc ingest` first")
+        return StoreStatistics(
+            list(commit.variables), commit.get_moments(), self._read_clim(commit), commit.version
+        )
+
+    def _read_clim(self, commit: Commit) -> ClimAccumulator | None:
+        if not commit.stats_group:
+            return None
+        g = zarr.open_group(
+            self._sub(commit.stats_group), mode="r", storage_options=self._so, zarr_format=3
+        )
+        return ClimAccumulator.from_arrays(
+            {k: g[k][...] for k in ("xtx", "xty", "n", "span", "harmonics")}
+        )
+
+    def step_hashes(self, commit: Commit | None = None) -> np.ndarray:
+        commit = commit or self.read_commit()
+        arr = zarr.open_array(
+            self._sub("aux/step_hash"), mode="r", storage_options=self._so, zarr_format=3
+        )
+        return np.asarray(arr[: commit.n_time])
 
     # -- writing -------------------------------------------------------------------------
+    def _ensure_groups(self, *paths: str) -> None:
+        for p in paths:
+            zarr.open_group(self._sub(p), mode="a", storage_options=self._so, zarr_format=3)
+
     def _truncate_to(self, n: int) -> int:
         """Drop time steps beyond ``n`` left by an interrupted append; return how many."""
-        group = zarr.open_group(
-            self.url, mode="r+", storage_options=self.storage_options or None, zarr_format=3
-        )
         dropped = 0
-        for name, arr in group.arrays():
+        group = zarr.open_group(self.url, mode="r+", storage_options=self._so, zarr_format=3)
+        arrays = [(name, arr) for name, arr in group.arrays()]
+        with contextlib.suppress(FileNotFoundError, zarr.errors.NodeTypeValidationError, KeyError):
+            arrays.append(
+                (
+                    "aux/step_hash",
+                    zarr.open_array(
+                        self._sub("aux/step_hash"),
+                        mode="r+",
+                        storage_options=self._so,
+                        zarr_format=3,
+                    ),
+                )
+            )
+        for name, arr in arrays:
             dims = getattr(arr.metadata, "dimension_names", None) or ()
-            if dims and dims[0] == TIME and arr.shape[0] > n:
+            is_time = (dims and dims[0] == TIME) or name == "aux/step_hash"
+            if is_time and arr.shape[0] > n:
                 extra = arr.shape[0] - n
                 dropped = max(dropped, extra)
                 arr.resize((n, *arr.shape[1:]))
                 log.warning("%s: removed %d uncommitted steps of %s", self.url, extra, name)
         return dropped
+
+    def _write_stats(self, clim: ClimAccumulator, sequence: int) -> str:
+        path = f"aux/stats/s{sequence:06d}"
+        self._ensure_groups("aux", "aux/stats")
+        g = zarr.open_group(self._sub(path), mode="w", storage_options=self._so, zarr_format=3)
+        for k, v in clim.to_arrays().items():
+            g.create_array(k, data=np.asarray(v), overwrite=True)
+        return path
+
+    def _drop_old_stats(self, keep: str | None) -> None:
+        base = f"{self.root}/aux/stats"
+        try:
+            entries = self.fs.ls(base, detail=False)
+        except FileNotFoundError:
+            return
+        for p in entries:
+            name = p.rstrip("/").rsplit("/", 1)[-1]
+            if name.startswith("s") and (keep is None or not keep.endswith(name)):
+                self.fs.rm(p, recursive=True)
 
     def _check_compatible(self, ds: xr.Dataset, commit: Commit) -> None:
         have = {v: ds[v].attrs.get("units", "") for v in ds.data_vars}
@@ -223,121 +317,93 @@ class Store:
         if _grid_hash(ds[LAT].values, ds[LON].values) != commit.grid:
             raise IngestError("the grid (lat/lon) differs from the store's")
 
-    def append(self, ds: xr.Dataset, *, time_chunk: int = 24, source: str = "") -> AppendReport:
-        """Append the steps of ``ds`` that are newer than the committed end.
+    def append(
+        self,
+        ds: xr.Dataset,
+        *,
+        time_chunk: int = 24,
+        source: str = "",
+        max_nan_fraction: float = 1.0,
+        inputs: dict[str, dict] | None = None,
+        quarantine: dict[str, dict] | None = None,
+        static: dict[str, np.ndarray] | None = None,
+    ) -> AppendReport:
+        """Add what ``ds`` has that the store lacks, in one pass over the new data.
 
-        Steps already committed are compared with the store: identical ones are skipped; a
-        step whose values differ raises :class:`IngestError` (it is a revision). New steps are
-        appended only as far as they are contiguous: a gap is reported (``gap``) and the steps
-        after it wait for the missing ones; it is never filled or interpolated.
+        * steps already committed are compared by content hash: identical ones are skipped,
+          different ones are *revisions*, rewritten in place (see the module docstring);
+        * new steps are appended as far as they are contiguous: a gap is reported in ``gap`` and
+          the steps after it wait for the missing ones (never filled or interpolated);
+        * values are validated in the same pass as the write (ranges, NaNs inside the domain);
+          a failure raises :class:`~wxmodels.errors.DataError` and commits nothing;
+        * ``inputs`` / ``quarantine`` are recorded in the commit's ledger.
         """
+        commit = self.read_commit()
+        if commit is not None and commit.revision is not None:
+            commit = self._finish_revision(commit)
         if ds.sizes.get(TIME, 0) == 0:
             raise IngestError("nothing to ingest: the source has no time steps")
+        if commit is not None:
+            self._check_compatible(ds, commit)
+        ds = ds[sorted(ds.data_vars)] if commit is None else ds[list(commit.variables)]
         times = ds[TIME].values
         if len(times) > 1:
-            _infer_step_s(times)  # duplicates / disorder
-        commit = self.read_commit()
+            infer_step_s(times)
         now = datetime.now(UTC).isoformat(timespec="seconds")
         if commit is None:
-            if len(times) < 2:
-                raise IngestError("the first ingest needs at least two time steps")
-            step_s = _infer_step_s(times)
-            n = _contiguous(times, times[0], step_s)
-            if n < 2:
-                raise IngestError(
-                    f"the source's first steps are not evenly spaced "
-                    f"({pd.Timestamp(times[0])}, {pd.Timestamp(times[1])})"
-                )
-            gap = self._gap_message(times, n)
-            first = ds.isel({TIME: slice(0, n)})
-            chunked = first.chunk({TIME: time_chunk, LAT: -1, LON: -1})
-            encoding = {
-                v: {"chunks": (time_chunk, ds.sizes[LAT], ds.sizes[LON])} for v in ds.data_vars
-            }
-            if self.fs.exists(self.root):
-                log.warning("%s: removing an uncommitted first write", self.url)
-                self.fs.rm(self.root, recursive=True)
-            chunked.to_zarr(
-                self.url,
-                mode="w-",
-                zarr_format=3,
-                consolidated=False,
-                encoding=encoding,
-                storage_options=self.storage_options or None,
+            return self._first_write(
+                ds,
+                time_chunk=time_chunk,
+                source=source,
+                now=now,
+                max_nan_fraction=max_nan_fraction,
+                inputs=inputs or {},
+                quarantine=quarantine or {},
+                static=static or {},
             )
-            t0, t1 = str(pd.Timestamp(times[0])), str(pd.Timestamp(times[n - 1]))
-            commit = Commit(
-                n_time=n,
-                start=t0,
-                end=t1,
-                step_hours=step_s / 3600.0,
-                variables={v: ds[v].attrs.get("units", "") for v in ds.data_vars},
-                grid=_grid_hash(ds[LAT].values, ds[LON].values),
-                shape=[ds.sizes[LAT], ds.sizes[LON]],
-                history=[
-                    {
-                        "at": now,
-                        "appended": n,
-                        "source": source,
-                        "range": [t0, t1],
-                        **({"gap": gap} if gap else {}),
-                    }
-                ],
-            )
-            self._write_commit(commit)
-            return AppendReport(self.url, n, 0, t0, t1, commit.version, (t0, t1), gap)
-
-        self._check_compatible(ds, commit)
         step_s = round(commit.step_hours * 3600)
         end = np.datetime64(pd.Timestamp(commit.end))
         old = ds.sel({TIME: ds[TIME] <= end})
         new = ds.sel({TIME: ds[TIME] > end})
-        skipped = old.sizes[TIME]
-        if skipped:
-            self._check_identical(old, commit)
-        if new.sizes[TIME] == 0:
-            return AppendReport(self.url, 0, skipped, commit.start, commit.end, commit.version)
-        expected = end + np.timedelta64(step_s, "s")
-        n_new = _contiguous(new[TIME].values, expected, step_s)
-        if n_new == 0:
-            raise IngestError(
-                f"gap in time: the store ends at {commit.end}, the source continues at "
-                f"{pd.Timestamp(new[TIME].values[0])} (expected {pd.Timestamp(expected)}); "
-                "nothing was written"
+        revised: list[str] = []
+        if old.sizes[TIME]:
+            commit, revised = self._apply_revisions(
+                old, commit, now=now, source=source, max_nan_fraction=max_nan_fraction
             )
-        gap = self._gap_message(new[TIME].values, n_new)
-        new = new.isel({TIME: slice(0, n_new)})
-        self._truncate_to(commit.n_time)
-        # align dask chunks with the zarr chunks: fill the store's last partial chunk first
-        head = (-commit.n_time) % time_chunk or time_chunk
-        sizes = [min(head, n_new)]
-        while sum(sizes) < n_new:
-            sizes.append(min(time_chunk, n_new - sum(sizes)))
-        new = new.chunk({TIME: tuple(sizes), LAT: -1, LON: -1})
-        for v in new.data_vars:
-            new[v].encoding = {}
-        new.to_zarr(
-            self.url,
-            append_dim=TIME,
-            zarr_format=3,
-            consolidated=False,
-            storage_options=self.storage_options or None,
-        )
-        new_start = str(pd.Timestamp(new[TIME].values[0]))
-        new_end = str(pd.Timestamp(new[TIME].values[-1]))
-        commit.n_time += n_new
-        commit.end = new_end
-        commit.sequence += 1
-        commit.history.append(
-            {
-                "at": now,
-                "appended": n_new,
-                "source": source,
-                "range": [new_start, new_end],
-                **({"gap": gap} if gap else {}),
-            }
-        )
-        self._write_commit(commit)
+        skipped = old.sizes[TIME] - len(revised)
+        n_new, gap = 0, None
+        if new.sizes[TIME]:
+            expected = end + np.timedelta64(step_s, "s")
+            n_new = contiguous(new[TIME].values, expected, step_s)
+            if n_new == 0:
+                raise IngestError(
+                    f"gap in time: the store ends at {commit.end}, the source continues at "
+                    f"{pd.Timestamp(new[TIME].values[0])} (expected {pd.Timestamp(expected)});"
+                    " nothing was written"
+                )
+            gap = self._gap_message(new[TIME].values, n_new)
+        missing: list[str] = []
+        if n_new:
+            commit, missing = self._append_new(
+                new.isel({TIME: slice(0, n_new)}),
+                commit,
+                time_chunk=time_chunk,
+                now=now,
+                source=source,
+                gap=gap,
+                max_nan_fraction=max_nan_fraction,
+            )
+        if inputs or quarantine:
+            commit.inputs.update(inputs or {})
+            for k in inputs or {}:
+                commit.quarantine.pop(k, None)
+            commit.quarantine.update(quarantine or {})
+            commit.sequence += 1
+            self._write_commit(commit)
+        rng = None
+        if n_new:
+            t = new[TIME].values
+            rng = (str(pd.Timestamp(t[0])), str(pd.Timestamp(t[n_new - 1])))
         return AppendReport(
             self.url,
             n_new,
@@ -345,8 +411,10 @@ class Store:
             commit.start,
             commit.end,
             commit.version,
-            (new_start, new_end),
+            rng,
+            revised,
             gap,
+            missing,
         )
 
     @staticmethod
@@ -360,22 +428,189 @@ class Store:
         log.warning(msg)
         return msg
 
-    def _check_identical(self, old: xr.Dataset, commit: Commit) -> None:
-        stored = self.open(chunks=None)
-        times = old[TIME].values
-        missing = ~np.isin(times, stored[TIME].values)
-        if missing.any():
+    # -- first write / append ------------------------------------------------------------
+    def _first_write(
+        self, ds, *, time_chunk, source, now, max_nan_fraction, inputs, quarantine, static
+    ) -> AppendReport:
+        times = ds[TIME].values
+        if len(times) < 2:
+            raise IngestError("the first ingest needs at least two time steps")
+        step_s = infer_step_s(times)
+        n = contiguous(times, times[0], step_s)
+        if n < 2:
             raise IngestError(
-                f"{int(missing.sum())} source steps fall inside the committed range but are not "
-                f"on its time axis (first: {pd.Timestamp(times[missing][0])})"
+                f"the source's first steps are not evenly spaced "
+                f"({pd.Timestamp(times[0])}, {pd.Timestamp(times[1])})"
             )
-        here = stored.sel({TIME: times})
-        for v in old.data_vars:
-            a = np.asarray(old[v].values)
-            b = np.asarray(here[v].values)
-            if not np.array_equal(a, b, equal_nan=True):
-                bad = ~np.all(np.isclose(a, b, equal_nan=True, rtol=0, atol=0), axis=(1, 2))
-                raise IngestError(
-                    f"{v}: {int(bad.sum())} already-committed steps have different values "
-                    f"(first: {pd.Timestamp(times[bad][0])}); this is a revision, not an append"
-                )
+        gap = self._gap_message(times, n)
+        ds = ds.isel({TIME: slice(0, n)})
+        if self.fs.exists(self.root):
+            log.warning("%s: removing an uncommitted first write", self.url)
+            self.fs.rm(self.root, recursive=True)
+        chunked = ds.chunk({TIME: time_chunk, LAT: -1, LON: -1})
+        encoding = {v: {"chunks": (time_chunk, ds.sizes[LAT], ds.sizes[LON])} for v in ds.data_vars}
+        write = chunked.to_zarr(
+            self.url,
+            mode="w-",
+            zarr_format=3,
+            consolidated=False,
+            encoding=encoding,
+            storage_options=self._so,
+            compute=False,
+        )
+        try:
+            res = writepass.run(chunked, write, valid=None, prev=None)
+            shape = (ds.sizes[LAT], ds.sizes[LON])
+            valid = res.valid_from_data(shape)
+            missing = res.check(
+                list(ds.data_vars),
+                valid,
+                ds[TIME].values,
+                max_nan_fraction=max_nan_fraction,
+                where=source or self.url,
+            )
+        except Exception:
+            self.fs.rm(self.root, recursive=True)  # nothing was committed: leave no debris
+            raise
+        self._write_hashes(res.hashes, 0)
+        sg = zarr.open_group(self._sub("static"), mode="w", storage_options=self._so, zarr_format=3)
+        sg.create_array("valid_mask", data=valid, dimension_names=(LAT, LON))
+        for name, arr in (static or {}).items():
+            sg.create_array(name, data=np.asarray(arr, np.float32), dimension_names=(LAT, LON))
+        sg.create_array(LAT, data=ds[LAT].values, dimension_names=(LAT,))
+        sg.create_array(LON, data=ds[LON].values, dimension_names=(LON,))
+        t0, t1 = str(pd.Timestamp(times[0])), str(pd.Timestamp(times[n - 1]))
+        commit = Commit(
+            n_time=n,
+            start=t0,
+            end=t1,
+            step_hours=step_s / 3600.0,
+            variables={v: ds[v].attrs.get("units", "") for v in ds.data_vars},
+            grid=_grid_hash(ds[LAT].values, ds[LON].values),
+            shape=list(shape),
+            history=[
+                {
+                    "at": now,
+                    "appended": n,
+                    "source": source,
+                    "range": [t0, t1],
+                    **({"gap": gap} if gap else {}),
+                    **({"missing": missing} if missing else {}),
+                }
+            ],
+            inputs=dict(inputs),
+            quarantine=dict(quarantine),
+        )
+        moments = commit.get_moments()
+        res.add_to(moments, None)
+        commit.moments = asdict(moments)
+        commit.stats_group = self._write_stats(res.clim, commit.sequence)
+        crash_point("append:after-data")
+        self._write_commit(commit)
+        return AppendReport(self.url, n, 0, t0, t1, commit.version, (t0, t1), [], gap, missing)
+
+    def _write_hashes(self, hashes: np.ndarray, start: int) -> None:
+        self._ensure_groups("aux")
+        path = self._sub("aux/step_hash")
+        try:
+            arr = zarr.open_array(path, mode="r+", storage_options=self._so, zarr_format=3)
+        except (FileNotFoundError, zarr.errors.NodeTypeValidationError, KeyError):
+            arr = zarr.create_array(
+                path,
+                shape=(0,),
+                chunks=(4096,),
+                dtype="uint64",
+                storage_options=self._so,
+                zarr_format=3,
+                dimension_names=(TIME,),
+                overwrite=True,
+            )
+        if arr.shape[0] != start:
+            arr.resize((start,))
+        arr.resize((start + len(hashes),))
+        arr[start:] = hashes
+
+    def _append_new(self, new, commit, *, time_chunk, now, source, gap, max_nan_fraction):
+        self._truncate_to(commit.n_time)
+        head = (-commit.n_time) % time_chunk or time_chunk
+        n_new = new.sizes[TIME]
+        sizes = [min(head, n_new)]
+        while sum(sizes) < n_new:
+            sizes.append(min(time_chunk, n_new - sum(sizes)))
+        new = new.chunk({TIME: tuple(sizes), LAT: -1, LON: -1})
+        for v in new.data_vars:
+            new[v].encoding = {}
+        write = new.to_zarr(
+            self.url,
+            append_dim=TIME,
+            zarr_format=3,
+            consolidated=False,
+            storage_options=self._so,
+            compute=False,
+        )
+        valid = self.static()["valid_mask"].values
+        prev = self.open(chunks=None).isel({TIME: -1})
+        prev = np.stack([prev[v].values for v in commit.variables])
+        res = writepass.run(new, write, valid=valid, prev=prev)
+        try:
+            missing = res.check(
+                list(commit.variables),
+                valid,
+                new[TIME].values,
+                max_nan_fraction=max_nan_fraction,
+                where=source or self.url,
+            )
+        except DataError:
+            self._truncate_to(commit.n_time)
+            raise
+        self._write_hashes(res.hashes, commit.n_time)
+        moments = commit.get_moments()
+        res.add_to(moments, prev)
+        clim = self._read_clim(commit)
+        if clim is None:
+            clim = res.clim
+        else:
+            clim.merge(res.clim)
+        t = new[TIME].values
+        new_start, new_end = str(pd.Timestamp(t[0])), str(pd.Timestamp(t[-1]))
+        commit.n_time += n_new
+        commit.end = new_end
+        commit.sequence += 1
+        commit.moments = asdict(moments)
+        old_stats = commit.stats_group
+        commit.stats_group = self._write_stats(clim, commit.sequence)
+        commit.history.append(
+            {
+                "at": now,
+                "appended": n_new,
+                "source": source,
+                "range": [new_start, new_end],
+                **({"gap": gap} if gap else {}),
+                **({"missing": missing} if missing else {}),
+            }
+        )
+        crash_point("append:after-data")
+        self._write_commit(commit)
+        if old_stats:
+            self._drop_old_stats(commit.stats_group)
+        return commit, missing
+
+    # -- revisions -----------------------------------------------------------------------
+    def _apply_revisions(
+        self, old: xr.Dataset, commit: Commit, *, now: str, source: str, max_nan_fraction: float
+    ) -> tuple[Commit, list[str]]:
+        from wxmodels.data import revise
+
+        return revise.apply(
+            self, old, commit, now=now, source=source, max_nan_fraction=max_nan_fraction
+        )
+
+    def _finish_revision(self, commit: Commit) -> Commit:
+        from wxmodels.data import revise
+
+        return revise.roll_forward(self, commit)
+
+    def _overlay_backup(self, ds: xr.Dataset, intent: dict[str, Any]) -> xr.Dataset:
+        from wxmodels.data import revise
+
+        return revise.overlay(self, ds, intent)

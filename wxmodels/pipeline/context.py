@@ -11,12 +11,13 @@ import torch
 import xarray as xr
 
 from wxmodels.config.cycle import CycleConfig
+from wxmodels.data.stats import ClimAccumulator
 from wxmodels.data.store import Store
 from wxmodels.nets.forecaster import Forecaster, load_forecaster
 from wxmodels.training.data import Fields, Split, load_fields, make_split
 from wxmodels.utils import read_json
 
-__all__ = ["RunData", "load_climatology", "load_run_data", "set_threads"]
+__all__ = ["RunData", "load_climatology", "load_run_data", "save_climatology", "set_threads"]
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +41,28 @@ def load_run_data(cfg: CycleConfig) -> RunData:
     return RunData(fields, make_split(fields, cfg.data.split))
 
 
-def load_climatology(teacher_dir: str | Path) -> np.ndarray:
-    """The hour-of-day climatology ``(24, V, H, W)`` saved with the teacher."""
-    with xr.open_dataarray(Path(teacher_dir) / "climatology.nc") as da:
-        return da.values.astype(np.float32)
+def save_climatology(acc: ClimAccumulator, path: str | Path, variables: list[str]) -> Path:
+    """Write a climatology accumulator (its normal equations) to NetCDF."""
+    arrays = acc.to_arrays()
+    ds = xr.Dataset(
+        {
+            k: (tuple(f"{k}_{i}" for i in range(np.ndim(v))), np.asarray(v))
+            for k, v in arrays.items()
+        },
+        attrs={
+            "variables": list(variables),
+            "description": "harmonic climatology of the teacher's training "
+            "window (wxmodels.data.stats)",
+        },
+    )
+    ds.to_netcdf(path)
+    return Path(path)
+
+
+def load_climatology(teacher_dir: str | Path) -> ClimAccumulator:
+    """The training-window climatology saved with the teacher."""
+    with xr.open_dataset(Path(teacher_dir) / "climatology.nc") as ds:
+        return ClimAccumulator.from_arrays({k: ds[k].values for k in ds.data_vars})
 
 
 def load_teacher(teacher_dir: str | Path) -> tuple[Forecaster, dict]:

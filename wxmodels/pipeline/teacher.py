@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import xarray as xr
 
 from wxmodels.config.cycle import CycleConfig
+from wxmodels.data.store import Store
+from wxmodels.errors import DataError
 from wxmodels.export.onnx import export_onnx, onnx_parity
 from wxmodels.nets.forecaster import Forecaster, ForecasterSpec, load_forecaster, save_forecaster
-from wxmodels.pipeline.context import load_run_data, set_threads
-from wxmodels.training.data import compute_stats, hod_climatology
+from wxmodels.pipeline.context import load_run_data, save_climatology, set_threads
+from wxmodels.training.data import compute_stats, fit_climatology
 from wxmodels.training.loop import fit, pick_device
 from wxmodels.utils import code_version, derive_seed, read_json, stable_hash, write_json_atomic
 
@@ -67,7 +68,14 @@ def train_teacher(
         return read_json(out / "teacher.json")
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
-    stats = compute_stats(fields, split.train)
+    try:  # the store's statistics, versioned with it
+        stats = (
+            Store(cfg.data.store, cfg.data.storage_options)
+            .statistics()
+            .normalisation(fields.variables)
+        )
+    except DataError:
+        stats = compute_stats(fields, split.train)
     spec = ForecasterSpec(
         net=cfg.net.model_dump(),
         variables=list(fields.variables),
@@ -87,8 +95,6 @@ def train_teacher(
     tr = split.inits(fields, "train", history=model.history, lead_steps=steps)
     va = split.inits(fields, "val", history=model.history, lead_steps=steps)
     if len(tr) < cfg.train.batch_size or len(va) < 1:
-        from wxmodels.errors import DataError
-
         raise DataError(
             f"too few complete training ({len(tr)}) or validation ({len(va)}) "
             "samples; ingest more data or shorten the gaps"
@@ -117,22 +123,7 @@ def train_teacher(
     probe = split.inits(fields, "val", history=model.history, lead_steps=1)[:4]
     state = np.stack([fields.data[i - model.history + 1 : i + 1] for i in probe]).astype(np.float32)
     parity = onnx_parity(model, onnx_path, state, fields.hours[probe].astype(np.float32))
-    clim = hod_climatology(fields, split.train)
-    xr.DataArray(
-        clim,
-        dims=("hour", "variable", "lat", "lon"),
-        coords={
-            "hour": np.arange(24),
-            "variable": fields.variables,
-            "lat": fields.lat,
-            "lon": fields.lon,
-        },
-        name="climatology",
-        attrs={
-            "description": "hour-of-day mean over the teacher's training window "
-            "(fallback for records shorter than a year)"
-        },
-    ).to_netcdf(tmp / "climatology.nc")
+    save_climatology(fit_climatology(fields, split.train), tmp / "climatology.nc", fields.variables)
     record = {
         "id": tid,
         "parent": parent,

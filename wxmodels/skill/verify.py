@@ -69,16 +69,15 @@ def persistence_forecast(fields: Fields, inits: np.ndarray, lead_steps: list[int
 
 
 def climatology_forecast(
-    clim: np.ndarray, fields: Fields, inits: np.ndarray, lead_steps: list[int]
+    clim, fields: Fields, inits: np.ndarray, lead_steps: list[int]
 ) -> np.ndarray:
-    """The hour-of-day climatology ``clim (24, V, H, W)`` at each valid time."""
+    """The climatology (a :class:`~wxmodels.data.stats.ClimAccumulator`) at each valid time."""
     valid_h = (
         fields.hours[np.asarray(inits)][:, None]
         + np.asarray(lead_steps)[None, :] * fields.step_hours
     )
-    hod = np.round(valid_h).astype(np.int64) % 24
-    out = clim[hod]
-    return np.where(np.isnan(out), np.nan, out).astype(np.float32)
+    flat = clim.evaluate(valid_h.ravel(), fields.valid)
+    return flat.reshape(*valid_h.shape, *flat.shape[1:])
 
 
 def as_dataset(

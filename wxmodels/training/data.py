@@ -12,11 +12,12 @@ import numpy as np
 import pandas as pd
 
 from wxmodels.config.data import SplitConfig
+from wxmodels.data.stats import ClimAccumulator
 from wxmodels.data.store import Store
 from wxmodels.errors import DataError
 from wxmodels.schema import LAT, LON, TIME
 
-__all__ = ["Fields", "Split", "compute_stats", "hod_climatology", "load_fields", "make_split"]
+__all__ = ["Fields", "Split", "compute_stats", "fit_climatology", "load_fields", "make_split"]
 
 
 @dataclass
@@ -165,17 +166,15 @@ def compute_stats(fields: Fields, part: tuple[int, int]) -> dict[str, list[float
     }
 
 
-def hod_climatology(fields: Fields, part: tuple[int, int]) -> np.ndarray:
-    """Hour-of-day climatology ``(24, V, H, W)`` over ``part`` (NaN for hours never seen).
+def fit_climatology(
+    fields: Fields, part: tuple[int, int], n_annual: int = 3, n_diurnal: int = 4
+) -> ClimAccumulator:
+    """The harmonic climatology (see :mod:`wxmodels.data.stats`) of ``part`` only.
 
-    This is the documented fallback for records shorter than a year: a day-of-year climatology
-    would rest on one sample per day. Hours are of the valid time (UTC).
+    Verification uses the training window's climatology, never one that has seen the test
+    window (as WeatherBench 2 scores 2020 against a 1990-2019 climatology). Records shorter
+    than a year fall back to a smoothed hour-of-day climatology.
     """
-    x = fields.data[part[0] : part[1]]
-    hod = np.round(fields.hours[part[0] : part[1]]).astype(np.int64) % 24
-    clim = np.full((24, *x.shape[1:]), np.nan, np.float32)
-    for h in np.unique(hod):
-        sel = x[hod == h]
-        n = np.isfinite(sel).sum(axis=0)
-        clim[h] = np.where(n > 0, np.nansum(sel, axis=0) / np.maximum(n, 1), np.nan)
-    return clim
+    acc = ClimAccumulator(len(fields.variables), fields.valid.shape, n_annual, n_diurnal)
+    acc.add(fields.data[part[0] : part[1]], fields.hours[part[0] : part[1]], fields.valid)
+    return acc
