@@ -10,7 +10,7 @@ UV_FLAGS := $(if $(FIND_LINKS),--find-links $(FIND_LINKS),)
 CONFIG ?= configs/demo.yaml
 PYTEST_ARGS ?=
 
-.PHONY: demo test up down clean lint venv lock
+.PHONY: demo test up down clean lint venv lock system-deps
 
 venv: $(VENV)/.installed
 
@@ -29,7 +29,20 @@ demo: venv
 	@$(VENV)/bin/wxc status
 	@echo "Prefect UI (left running; stop it with 'make down'): $$($(VENV)/bin/python -c 'from infra.stack import status; print(status()["ui"])')"
 
-test: venv
+# OpenStack Swift (a real S3-compatible server, from Debian's packages) for the tests marked s3;
+# where it cannot be installed (not root, no apt), those tests use moto's server instead.
+SWIFT_PKGS := swift-proxy swift-account swift-container swift-object memcached
+system-deps:
+	@if ! command -v swift-proxy-server >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing OpenStack Swift (S3 server for the tests)..."; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      --no-install-recommends $(SWIFT_PKGS)) >/dev/null 2>&1 \
+	      || echo "note: could not install OpenStack Swift; s3 tests fall back to moto"; \
+	  else echo "note: OpenStack Swift is not installed; s3 tests fall back to moto"; fi; \
+	fi
+
+test: venv system-deps
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 # re-resolve requirements.lock after changing dependencies in pyproject.toml

@@ -24,7 +24,7 @@ __all__ = ["compress_flow", "evaluate_flow", "ingest_flow", "promote_flow", "tra
 @flow(name="ingest", flow_run_name="ingest-{config.name}")
 def ingest_flow(config: CycleConfig) -> dict[str, Any]:
     """Append new source data to the store (idempotent)."""
-    rep = ingest_task(config.data)
+    rep = ingest_task(config.data, config.runtime.dask_address)
     save_latest(config, "ingest", rep)
     return rep
 

@@ -21,10 +21,10 @@ __all__ = ["ingest_task"]
     retry_condition_fn=retry_unless_user_error,
     timeout_seconds=3600,
 )
-def ingest_task(data: DataConfig) -> dict[str, Any]:
+def ingest_task(data: DataConfig, dask_address: str | None = None) -> dict[str, Any]:
     """Append what is new in the source to the store; returns the ingest report."""
     log = get_run_logger()
-    rep = ingest(data).to_dict()
+    rep = ingest(data, dask_address=dask_address).to_dict()
     log.info(
         "store %s: +%d steps, %d already present, now %s..%s (version %s)",
         rep["store"],
@@ -36,12 +36,20 @@ def ingest_task(data: DataConfig) -> dict[str, Any]:
     )
     for p in rep["problems"]:
         log.warning("left out %s: %s", p["path"], p["reason"])
+    if rep["revised"]:
+        log.warning("revised %d committed steps: %s", len(rep["revised"]), rep["revised"][:5])
+    if rep["gap"]:
+        log.warning("%s", rep["gap"])
+    if rep["missing"]:
+        log.warning("steps missing in the source (kept as missing): %s", rep["missing"][:10])
     create_markdown_artifact(
         key="ingest-report",
         markdown=(
             f"### Ingest\n- store `{rep['store']}` version `{rep['version']}`\n"
-            f"- appended {rep['appended']} steps, skipped {rep['skipped']}\n"
-            f"- range {rep['start']} .. {rep['end']}\n"
+            f"- read {rep['read']} of {rep['inputs']} inputs; appended {rep['appended']} steps, "
+            f"skipped {rep['skipped']}, revised {len(rep['revised'])}\n"
+            + (f"- {rep['gap']}\n" if rep["gap"] else "")
+            + f"- range {rep['start']} .. {rep['end']}\n"
             + "".join(f"- left out `{p['path']}`: {p['reason']}\n" for p in rep["problems"])
         ),
         description="What this ingest run appended",

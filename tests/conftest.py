@@ -38,3 +38,56 @@ def prefect_server():
         os.environ.pop("PREFECT_API_URL", None)
     else:
         os.environ["PREFECT_API_URL"] = old
+
+
+class S3Server:
+    """A running S3-compatible server and a way to get a fresh bucket on it."""
+
+    def __init__(self, kind: str, storage_options: dict, stop):
+        self.kind = kind
+        self.storage_options = storage_options
+        self._stop = stop
+        self._n = 0
+
+    def bucket(self) -> str:
+        import s3fs
+
+        self._n += 1
+        name = f"wxc-test-{os.getpid()}-{self._n}"
+        fs = s3fs.S3FileSystem(**self.storage_options)
+        fs.mkdir(name)
+        return name
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """A real S3-compatible server for the session: OpenStack Swift + s3api when installed
+    (``make test`` installs it from Debian), else moto's server as a named fallback."""
+    from infra.s3 import SwiftS3, swift_available
+
+    if swift_available():
+        swift = SwiftS3(tmp_path_factory.mktemp("swift")).start()
+        yield S3Server("swift", swift.storage_options(), swift.stop)
+        swift.stop()
+        return
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield S3Server(
+        "moto (fallback: Swift is not installed)",
+        {"key": "k", "secret": "s", "client_kwargs": {"endpoint_url": f"http://{host}:{port}"}},
+        server.stop,
+    )
+    server.stop()
+
+
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
+def store_url(request, tmp_path):
+    """A store location: a local path, and (marked ``s3``) a fresh bucket on the S3 server.
+    Yields ``(url, storage_options)``."""
+    if request.param == "local":
+        return str(tmp_path / "store.zarr"), {}
+    s3 = request.getfixturevalue("s3_server")
+    return f"s3://{s3.bucket()}/store.zarr", dict(s3.storage_options)

@@ -21,6 +21,7 @@ __all__ = [
     "git_commit",
     "package_versions",
     "read_json",
+    "rm_tree",
     "stable_hash",
     "write_json_atomic",
 ]
@@ -85,3 +86,22 @@ def write_json_atomic(path: str | Path, obj: Any) -> Path:
 
 def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text())
+
+
+def rm_tree(fs: Any, path: str) -> None:
+    """Remove ``path`` and everything under it, one object at a time.
+
+    Some S3-compatible servers (OpenStack Swift's s3api) refuse the batched DeleteObjects call
+    that current botocore sends without Content-MD5; single deletes work everywhere.
+    """
+    if "file" in fs.protocol:
+        if fs.exists(path):
+            fs.rm(path, recursive=True)
+        return
+    try:
+        files = fs.find(path)
+    except FileNotFoundError:
+        return
+    for f in files:
+        fs.rm_file(f)
+    fs.invalidate_cache()

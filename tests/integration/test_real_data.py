@@ -64,6 +64,33 @@ def test_era5_grib_levels_and_members(shared_data, tmp_path):
     assert 45000 < float(z.mean()) < 56000  # m2 s-2, ensemble mean
 
 
+def test_ncl_storm_files_without_time_or_units(shared_data, tmp_path):
+    cfg = load_config(
+        REPO / "configs" / "ncl-storm.yaml",
+        [
+            f"data.store={tmp_path}/s.zarr",
+            f"data.source.paths=[{shared_data}/ncl_storm_1996-01/*storm.cdf]",
+        ],
+    )
+    rep = ingest(cfg.data)
+    assert (rep.appended, rep.problems) == (64, [])
+    # the missing steps are kept as missing, and reported
+    assert sorted(rep.missing) == [
+        "10m_v_component_of_wind@1996-01-09T06:00",
+        "10m_v_component_of_wind@1996-01-14T06:00",
+        "2m_temperature@1996-01-09T06:00",
+        "v_component_of_wind_500hPa@1996-01-14T00:00",
+    ]
+    store = Store(cfg.data.store)
+    ds = store.open()
+    assert ds.sizes == {"time": 64, "lat": 33, "lon": 36}
+    assert str(ds.time.values[-1])[:16] == "1996-01-20T18:00"
+    valid = store.static()["valid_mask"].values
+    assert abs(1 - valid.mean() - 0.189) < 0.01  # the corners outside the analysis area
+    p = ds["mean_sea_level_pressure"]
+    assert 95000 < float(p.min()) < float(p.max()) < 105000
+
+
 @pytest.mark.slow
 def test_small_teacher_beats_persistence_on_wfde5(shared_data, tmp_path):
     """A one-minute teacher on real data already beats persistence for Tair at 1 h."""

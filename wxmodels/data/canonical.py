@@ -54,6 +54,10 @@ ALIASES: Mapping[str, str] = {
     "total_precipitation_6hr": "total_precipitation_rate",
     "surface_solar_radiation_downwards": "surface_solar_radiation_downwards",
     "specific_humidity": "specific_humidity",
+    "temperature": "temperature",
+    "geopotential": "geopotential",
+    "u_component_of_wind": "u_component_of_wind",
+    "v_component_of_wind": "v_component_of_wind",
 }
 
 # CF standard_name -> canonical name, used when a variable's own name is unknown.

@@ -94,11 +94,22 @@ def _attribute(src: Source, result, max_nan_fraction: float) -> list[Problem]:
     return bad
 
 
-def ingest(cfg: DataConfig) -> IngestReport:
+def ingest(cfg: DataConfig, *, dask_address: str | None = None) -> IngestReport:
     """Append what is new in ``cfg.source`` to ``cfg.store``.
 
+    The reads and writes run on Dask: the threaded scheduler by default, or the distributed
+    cluster at ``dask_address`` (its workers must see the inputs and the store).
     Raises :class:`IngestError` when nothing usable is offered and the store cannot advance.
     """
+    if dask_address:
+        from distributed import Client
+
+        with Client(dask_address):
+            return _ingest(cfg)
+    return _ingest(cfg)
+
+
+def _ingest(cfg: DataConfig) -> IngestReport:
     store = Store(cfg.store, cfg.storage_options)
     commit = store.read_commit()
     src = make_source(cfg.source, variables=cfg.variables, time_chunk=cfg.time_chunk)

@@ -29,6 +29,7 @@ from wxmodels.data.stats import ClimAccumulator
 from wxmodels.data.writepass import hash_steps
 from wxmodels.faults import crash_point
 from wxmodels.schema import TIME
+from wxmodels.utils import rm_tree
 
 if TYPE_CHECKING:
     from wxmodels.data.commit import Commit
@@ -86,6 +87,7 @@ def apply(
         "times": times,
         "at": now,
         "source": source,
+        "variables": variables,
     }
     commit.sequence += 1
     store._write_commit(commit)
@@ -95,6 +97,7 @@ def apply(
 
 def _stage(store: Store, sel: np.ndarray, backup: np.ndarray, new: np.ndarray) -> None:
     store._ensure_groups("aux")
+    rm_tree(store.fs, f"{store.root}/{STAGE}")  # debris of a crash before an intent
     g = zarr.open_group(store._sub(STAGE), mode="w", storage_options=store._so, zarr_format=3)
     g.create_array("index", data=np.asarray(sel, np.int64))
     g.create_array("backup", data=backup)
@@ -148,7 +151,7 @@ def _rewrite(store: Store, commit: Commit) -> Commit:
     store._write_commit(commit)
     if old_group:
         store._drop_old_stats(commit.stats_group)
-    store.fs.rm(f"{store.root}/{STAGE}", recursive=True)
+    rm_tree(store.fs, f"{store.root}/{STAGE}")
     return commit
 
 
@@ -183,7 +186,9 @@ def overlay(store: Store, ds: xr.Dataset, intent: dict[str, Any]) -> xr.Dataset:
     is_rev = xr.DataArray(mask, dims=[TIME], coords={TIME: ds[TIME]})
     out = ds.copy()
     shape = (ds.sizes[TIME], *st["backup"].shape[2:])
-    for i, v in enumerate(ds.data_vars):
+    order = intent.get("variables") or list(ds.data_vars)
+    for v in ds.data_vars:
+        i = order.index(v)
         if ds[v].chunks:  # lazy: a dask array that holds the backup at the revised steps
             full = dask.array.zeros(shape, chunks=ds[v].data.chunks, dtype=np.float32)
         else:

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 import zarr
+from zarr.core.sync import sync as zsync
 
 from wxmodels.data import writepass
 from wxmodels.data.commit import Commit
@@ -41,6 +42,7 @@ from wxmodels.data.stats import ClimAccumulator
 from wxmodels.errors import DataError, IngestError
 from wxmodels.faults import crash_point
 from wxmodels.schema import LAT, LON, TIME
+from wxmodels.utils import rm_tree
 
 __all__ = ["COMMIT_KEY", "AppendReport", "Commit", "Store"]
 
@@ -279,7 +281,9 @@ class Store:
             if is_time and arr.shape[0] > n:
                 extra = arr.shape[0] - n
                 dropped = max(dropped, extra)
-                arr.resize((n, *arr.shape[1:]))
+                # keep the chunk objects beyond the new end (the next append overwrites them):
+                # deleting them needs batched deletes that some S3 servers refuse
+                zsync(arr._async_array.resize((n, *arr.shape[1:]), delete_outside_chunks=False))
                 log.warning("%s: removed %d uncommitted steps of %s", self.url, extra, name)
         return dropped
 
@@ -300,7 +304,7 @@ class Store:
         for p in entries:
             name = p.rstrip("/").rsplit("/", 1)[-1]
             if name.startswith("s") and (keep is None or not keep.endswith(name)):
-                self.fs.rm(p, recursive=True)
+                rm_tree(self.fs, p)
 
     def _check_compatible(self, ds: xr.Dataset, commit: Commit) -> None:
         have = {v: ds[v].attrs.get("units", "") for v in ds.data_vars}
@@ -446,7 +450,7 @@ class Store:
         ds = ds.isel({TIME: slice(0, n)})
         if self.fs.exists(self.root):
             log.warning("%s: removing an uncommitted first write", self.url)
-            self.fs.rm(self.root, recursive=True)
+            rm_tree(self.fs, self.root)
         chunked = ds.chunk({TIME: time_chunk, LAT: -1, LON: -1})
         encoding = {v: {"chunks": (time_chunk, ds.sizes[LAT], ds.sizes[LON])} for v in ds.data_vars}
         write = chunked.to_zarr(
@@ -470,7 +474,7 @@ class Store:
                 where=source or self.url,
             )
         except Exception:
-            self.fs.rm(self.root, recursive=True)  # nothing was committed: leave no debris
+            rm_tree(self.fs, self.root)  # nothing was committed: leave no debris
             raise
         self._write_hashes(res.hashes, 0)
         sg = zarr.open_group(self._sub("static"), mode="w", storage_options=self._so, zarr_format=3)
@@ -526,7 +530,7 @@ class Store:
                 overwrite=True,
             )
         if arr.shape[0] != start:
-            arr.resize((start,))
+            zsync(arr._async_array.resize((start,), delete_outside_chunks=False))
         arr.resize((start + len(hashes),))
         arr[start:] = hashes
 

@@ -36,8 +36,10 @@ _RHO = 1.2
 
 
 def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
+    # unit variance in expectation (2-D Gaussian-filtered white noise has std
+    # 1 / (2 sqrt(pi) sigma)); normalising by the sample std would blow up tiny grids
     f = gaussian_filter(rng.standard_normal(shape), sigma, mode="wrap")
-    return f / (f.std() + 1e-12)
+    return f * 2.0 * np.sqrt(np.pi) * sigma
 
 
 def synthetic_era5(

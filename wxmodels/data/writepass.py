@@ -74,7 +74,7 @@ def _block(
     return {
         "hash": hash_steps(x),
         "nan_point": isnan.sum(axis=0),  # (V, H, W)
-        "nan_step": isnan,  # kept per step for the domain check (small blocks)
+        "nan_step": isnan.reshape(x.shape[0], x.shape[1], -1).sum(axis=2),  # (T, V) counts
         "min": vmin,
         "max": vmax,
         "mom": _welford(x),
@@ -146,8 +146,10 @@ class WriteResult:
         self, variables: list[str], valid: np.ndarray, times: np.ndarray
     ) -> list[str]:
         out, k = [], 0
+        n_points = valid.size
         for b in self.blocks:
-            all_nan = b["nan_step"][:, :, valid].all(axis=2)  # (T, V)
+            # a step is missing when every point is NaN (points outside the domain always are)
+            all_nan = b["nan_step"] >= n_points  # (T, V)
             for t, v in zip(*np.nonzero(all_nan), strict=True):
                 out.append(f"{variables[v]}@{np.datetime_as_string(times[k + t], 'm')}")
             k += b["n"]
