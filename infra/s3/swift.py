@@ -8,6 +8,7 @@ user ``test:tester`` / ``testing``; s3fs talks to it with ``key="test:tester"``,
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -255,10 +256,8 @@ class SwiftS3:
     def stop(self, timeout: float = 10.0) -> None:
         for p in self.procs.values():
             if p.poll() is None:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(p.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
         deadline = time.monotonic() + timeout
         for p in self.procs.values():
             try:
