@@ -140,9 +140,15 @@ def ingest(config: ConfigOpt, set_: SetOpt = None) -> None:
     stages, _ = _flows()
     rep = stages.ingest_flow(cfg)
     out.print(
-        f"store {rep['store']}: +{rep['appended']} steps ({rep['skipped']} already present),"
-        f" {rep['start']} .. {rep['end']}, version {rep['version']}"
+        f"store {rep['store']}: read {rep['read']} of {rep['inputs']} inputs, "
+        f"+{rep['appended']} steps ({rep['skipped']} already present, "
+        f"{len(rep['revised'])} revised), {rep['start']} .. {rep['end']}, version {rep['version']}"
     )
+    if rep["gap"]:
+        err.print(f"[yellow]{rep['gap']}[/]")
+    if rep["missing"]:
+        shown = ", ".join(rep["missing"][:8])
+        err.print(f"[yellow]missing in the source (kept missing)[/]: {shown}")
     for p in rep["problems"]:
         err.print(f"[yellow]left out[/] {p['path']}: {p['reason']}")
 

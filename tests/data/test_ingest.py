@@ -15,11 +15,13 @@ from wxmodels.errors import DataError, IngestError
 VARS = ["2m_temperature", "10m_u_component_of_wind", "total_precipitation_rate"]
 
 
-def _cfg(tmp_path, paths, **kw):
+def _cfg(tmp_path, paths, store=None, **kw):
+    url, so = store or (str(tmp_path / "store.zarr"), {})
     return DataConfig.model_validate(
         {
             "source": {"kind": "files", "paths": paths, "accumulation_hours": 1.0, **kw},
-            "store": str(tmp_path / "store.zarr"),
+            "store": url,
+            "storage_options": so,
             "variables": VARS,
             "time_chunk": 24,
         }
@@ -33,8 +35,8 @@ def landing(tmp_path):
     return d
 
 
-def test_twice_adds_nothing_and_reads_nothing(tmp_path, landing):
-    cfg = _cfg(tmp_path, [str(landing / "*.nc")])
+def test_twice_adds_nothing_and_reads_nothing(tmp_path, landing, store_url):
+    cfg = _cfg(tmp_path, [str(landing / "*.nc")], store=store_url)
     r1 = ingest(cfg)
     assert (r1.appended, r1.skipped, r1.read) == (72, 0, 3)
     r2 = ingest(cfg)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -121,7 +121,7 @@ class ZarrSourceConfig(_SourceBase):
     kind: Literal["zarr"] = "zarr"
     url: str
     """Local path, ``gs://``, ``s3://`` or any fsspec URL."""
-    storage_options: dict[str, str | bool | int] = {}
+    storage_options: dict[str, Any] = {}
     """Passed to fsspec (for example ``{token: anon}``); never put secrets here: use the
     environment."""
     start: str | None = None
@@ -191,7 +191,7 @@ class DataConfig(Strict):
     source: SourceConfig
     store: str
     """The canonical Zarr store: a local path or ``s3://bucket/key``."""
-    storage_options: dict[str, str | bool | int] = {}
+    storage_options: dict[str, Any] = {}
     """fsspec options for the store (endpoint_url, ...). Credentials come from the environment."""
     variables: list[str] = Field(min_length=1)
     """Canonical variables to ingest, train on and forecast."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field
 
 from wxmodels.config.base import Strict
@@ -27,7 +29,7 @@ class PromoteConfig(Strict):
 
     registry: str = ".wxc/registry"
     """Registry URL: a local directory or any fsspec URL (``s3://bucket/prefix``)."""
-    storage_options: dict[str, str | bool | int] = {}
+    storage_options: dict[str, Any] = {}
     """fsspec options (endpoint_url, ...). Credentials come from the environment."""
     promote_teacher: bool = True
     """Publish the teacher and point the ``teacher`` alias at it."""

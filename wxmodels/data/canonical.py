@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
@@ -16,7 +17,7 @@ import xarray as xr
 from wxmodels.errors import DataError
 from wxmodels.schema import LAT, LON, TIME, VARIABLES, get_variable
 
-__all__ = ["ALIASES", "convert_units", "normalise_units", "to_canonical"]
+__all__ = ["ALIASES", "convert_units", "normalise_units", "plan_canonical", "to_canonical"]
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +126,8 @@ def convert_units(
     s, d = normalise_units(src), normalise_units(dst)
     if s == d:
         return values
+    if values is None:  # a check that the conversion exists (and has what it needs)
+        values = xr.DataArray(np.zeros(1, np.float32))
 
     def need_step() -> float:
         if not step_hours:
@@ -181,6 +184,88 @@ def _canonical_name(name: str, da: xr.DataArray, rename: Mapping[str, str]) -> s
     return None
 
 
+def _ascending(ds: xr.Dataset, dim: str) -> xr.Dataset:
+    """Sort ``dim`` ascending, with cheap lazy slices in the common cases (descending: one
+    reversal; a wrapped longitude axis: one roll) and a general sort otherwise."""
+    v = ds[dim].values
+    d = np.diff(v)
+    if len(v) < 2 or np.all(d > 0):
+        return ds
+    if np.all(d < 0):
+        return ds.isel({dim: slice(None, None, -1)})
+    k = int(np.argmin(v))
+    if np.all(np.diff(np.roll(v, -k)) > 0):
+        return ds.roll({dim: -k}, roll_coords=True)
+    return ds.sortby(dim)
+
+
+@dataclass(frozen=True)
+class _Piece:
+    source: str
+    level_dim: str | None
+    level: float | None
+    name: str
+    src_units: str
+
+
+def plan_canonical(
+    ds: xr.Dataset,
+    *,
+    rename: Mapping[str, str] | None = None,
+    units: Mapping[str, str] | None = None,
+    accumulation_hours: float | None = None,
+) -> list[_Piece]:
+    """Decide, from metadata alone, which source variable becomes which canonical variable and
+    how its units convert. Raises :class:`DataError` for what :func:`to_canonical` would refuse
+    (so that a bad input is set aside before any data is read)."""
+    rename = dict(rename or {})
+    units = dict(units or {})
+    lat = _find(ds, _LAT_NAMES, "latitude")
+    lon = _find(ds, _LON_NAMES, "longitude")
+    if TIME not in ds.dims:
+        raise DataError("no `time` dimension; sources without one must build it (see sources)")
+    pieces: list[_Piece] = []
+    for name, da in ds.data_vars.items():
+        dims = set(da.dims)
+        if not {lat, lon} <= dims or TIME not in dims:
+            continue
+        base = _canonical_name(str(name), da, rename)
+        if base is None:
+            log.info("dropping %s: no canonical name (add it to `rename`)", name)
+            continue
+        level_dim = next((d for d in _LEVEL_DIMS if d in da.dims), None)
+        levels = (
+            [(level_dim, float(lev), f"{base}_{int(lev)}hPa") for lev in ds[level_dim].values]
+            if level_dim
+            else [(None, None, base)]
+        )
+        for ldim, lev, cname in levels:
+            if cname not in VARIABLES and ldim is None and f"{cname}_1000hPa" in VARIABLES:
+                log.info("dropping %s: %s needs a pressure level", name, cname)
+                continue
+            if cname not in VARIABLES:
+                log.info("dropping %s: %s is not a canonical variable", name, cname)
+                continue
+            var = get_variable(cname)
+            src_units = units.get(str(name), da.attrs.get("units") or da.attrs.get("GRIB_units"))
+            if not src_units:
+                raise DataError(
+                    f"{name}: no units attribute; set `units: {{{name}: ...}}` in the source config"
+                )
+            convert_units(
+                None, src_units, var.units, step_hours=accumulation_hours, name=str(name)
+            )  # checks the conversion exists
+            extra = [d for d in da.dims if d not in (TIME, lat, lon, ldim, *_ENSEMBLE_DIMS)]
+            if extra:
+                raise DataError(f"{name}: unexpected dimensions {extra}; select or reduce them")
+            if any(p.name == cname for p in pieces):
+                raise DataError(f"two source variables map to {cname}; disambiguate with `rename`")
+            pieces.append(_Piece(str(name), ldim, lev, cname, src_units))
+    if not pieces:
+        raise DataError("no variable of the source maps to a canonical variable")
+    return pieces
+
+
 def to_canonical(
     ds: xr.Dataset,
     *,
@@ -190,7 +275,7 @@ def to_canonical(
     accumulation_hours: float | None = None,
     member: str | int = "mean",
 ) -> xr.Dataset:
-    """Return ``ds`` in the canonical schema.
+    """Return ``ds`` in the canonical schema (lazily: dask-backed inputs stay dask-backed).
 
     Args:
         ds: source dataset with a time dim, lat/lon (any common spelling), variables under
@@ -205,12 +290,18 @@ def to_canonical(
     Returns:
         dataset with dims ``(time, lat, lon)`` (float32 variables) and the source's attributes.
     """
-    rename = dict(rename or {})
-    units = dict(units or {})
+    plan = plan_canonical(ds, rename=rename, units=units, accumulation_hours=accumulation_hours)
+    if variables is not None:
+        have = {p.name for p in plan}
+        missing = [v for v in variables if v not in have]
+        if missing:
+            raise DataError(
+                f"variable(s) {', '.join(missing)} not found in the source "
+                f"(it provides: {', '.join(sorted(have)) or 'nothing mappable'})"
+            )
+        plan = [p for p in plan if p.name in variables]
     lat = _find(ds, _LAT_NAMES, "latitude")
     lon = _find(ds, _LON_NAMES, "longitude")
-    if TIME not in ds.dims:
-        raise DataError("no `time` dimension; sources without one must build it (see sources)")
     ds = ds.rename({lat: LAT, lon: LON}) if (lat, lon) != (LAT, LON) else ds
     for edim in _ENSEMBLE_DIMS:
         if edim in ds.dims:
@@ -219,69 +310,36 @@ def to_canonical(
             else:
                 ds = ds.sel({edim: int(member)}, drop=True)
     out: dict[str, xr.DataArray] = {}
-    for name, da in ds.data_vars.items():
-        if not {LAT, LON} <= set(da.dims) or TIME not in da.dims:
-            continue
-        base = _canonical_name(str(name), da, rename)
-        if base is None:
-            log.info("dropping %s: no canonical name (add it to `rename`)", name)
-            continue
-        level_dim = next((d for d in _LEVEL_DIMS if d in da.dims), None)
-        pieces = (
-            [
-                (f"{base}_{int(lev)}hPa", da.sel({level_dim: lev}, drop=True))
-                for lev in da[level_dim].values
-            ]
-            if level_dim
-            else [(base, da)]
+    for p in plan:
+        piece = ds[p.source]
+        if p.level_dim is not None:
+            piece = piece.sel({p.level_dim: p.level}, drop=True)
+        var = get_variable(p.name)
+        piece = convert_units(
+            piece, p.src_units, var.units, step_hours=accumulation_hours, name=p.source
         )
-        for cname, piece in pieces:
-            if cname not in VARIABLES and level_dim is None and f"{cname}_1000hPa" in VARIABLES:
-                # a level variable's base name used for a 2D field: not mappable without a level
-                log.info("dropping %s: %s needs a pressure level", name, cname)
-                continue
-            var = get_variable(cname)
-            src_units = units.get(
-                str(name), piece.attrs.get("units") or piece.attrs.get("GRIB_units")
-            )
-            if not src_units:
-                raise DataError(
-                    f"{name}: no units attribute; set `units: {{{name}: ...}}` in the source config"
-                )
-            piece = convert_units(
-                piece, src_units, var.units, step_hours=accumulation_hours, name=str(name)
-            )
-            extra = [d for d in piece.dims if d not in (TIME, LAT, LON)]
-            if extra:
-                raise DataError(f"{name}: unexpected dimensions {extra}; select or reduce them")
-            piece = piece.transpose(TIME, LAT, LON).astype("float32")
-            piece.attrs = {
-                "units": var.units,
-                "long_name": var.long_name,
-                **({"standard_name": var.standard_name} if var.standard_name else {}),
-                "source_name": str(name),
-            }
-            piece.encoding = {}
-            if cname in out:
-                raise DataError(f"two source variables map to {cname}; disambiguate with `rename`")
-            out[cname] = piece
+        if piece.dims != (TIME, LAT, LON):
+            piece = piece.transpose(TIME, LAT, LON)
+        if piece.dtype != np.float32:
+            piece = piece.astype("float32")
+        piece.attrs = {
+            "units": var.units,
+            "long_name": var.long_name,
+            **({"standard_name": var.standard_name} if var.standard_name else {}),
+            "source_name": p.source,
+        }
+        piece.encoding = {}
+        out[p.name] = piece
     if variables is not None:
-        missing = [v for v in variables if v not in out]
-        if missing:
-            raise DataError(
-                f"variable(s) {', '.join(missing)} not found in the source "
-                f"(it provides: {', '.join(sorted(out)) or 'nothing mappable'})"
-            )
         out = {v: out[v] for v in variables}
-    if not out:
-        raise DataError("no variable of the source maps to a canonical variable")
     res = xr.Dataset(out, attrs={k: v for k, v in ds.attrs.items() if isinstance(v, str)})
     keep = [c for c in res.coords if c not in (TIME, LAT, LON)]
     res = res.drop_vars(keep)
     lon_vals = res[LON].values
     if np.any(lon_vals >= 180.0):
         res = res.assign_coords({LON: ((res[LON] + 180.0) % 360.0) - 180.0})
-    res = res.sortby(LAT).sortby(LON)
+    res = _ascending(res, LAT)
+    res = _ascending(res, LON)
     res[LAT].attrs = {"units": "degrees_north", "standard_name": "latitude"}
     res[LON].attrs = {"units": "degrees_east", "standard_name": "longitude"}
     return res

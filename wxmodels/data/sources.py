@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import glob
+import hashlib
 import logging
 import os
 import shutil
@@ -22,7 +23,7 @@ import pandas as pd
 import xarray as xr
 
 from wxmodels.config.data import expand
-from wxmodels.data.canonical import to_canonical
+from wxmodels.data.canonical import _LAT_NAMES, _LON_NAMES, _find, plan_canonical, to_canonical
 from wxmodels.data.regrid import coarsen, subset
 from wxmodels.data.synthetic import write_synthetic_files
 from wxmodels.data.validate import check_times
@@ -100,29 +101,50 @@ class Source:
     def _raw(self, ref: InputRef) -> xr.Dataset:
         raise NotImplementedError
 
-    def _open_one(self, ref: InputRef, after: np.datetime64 | None = None) -> xr.Dataset:
-        """Open, build time if needed, map to the canonical schema, subset/coarsen; lazy."""
+    def _prepare(self, ref: InputRef) -> xr.Dataset:
+        """One input as raw, lazy, chunked data with a time axis and its per-file renames;
+        metadata is checked against the canonical schema (no data is read)."""
         cfg = self.cfg
         raw = self._raw(ref)
+        # wrap the lazy backend arrays in dask before any arithmetic (a unit conversion on a
+        # lazily indexed array would load it whole): each chunk is read when it is written
+        tdim = TIME if TIME in raw.dims else getattr(cfg.time_from_step, "dim", None)
+        if not any(v.chunks for v in raw.data_vars.values()):
+            # the token names the chunks after the input's identity: tokenizing the lazy
+            # backend arrays instead costs more than reading small files
+            token = hashlib.sha1(f"{ref.id}:{ref.fingerprint}".encode()).hexdigest()
+            raw = raw.chunk({tdim: self.time_chunk} if tdim in raw.dims else {}, token=token)
         if TIME not in raw.dims and cfg.time_from_step is not None:
             raw = _time_from_step(raw, cfg.time_from_step)
-        rename = dict(cfg.rename)
         name = Path(ref.id).name
         for pattern, mapping in cfg.file_rename.items():
             if fnmatch.fnmatch(name, pattern):
-                rename.update(mapping)
+                for src, dst in mapping.items():
+                    if src in raw.data_vars:
+                        if src in cfg.units:  # the units override follows the variable
+                            raw[src].attrs["units"] = cfg.units[src]
+                        raw = raw.rename({src: dst})
+        plan = plan_canonical(
+            raw, rename=cfg.rename, units=cfg.units, accumulation_hours=cfg.accumulation_hours
+        )
+        keep = sorted({p.source for p in plan if p.name in self.variables})
+        if not keep:
+            raise DataError(
+                f"none of the configured variables (has: {', '.join(p.name for p in plan)})"
+            )
+        check_times(raw[TIME].values, name)
+        return raw[keep]
+
+    def _canonical(self, raw: xr.Dataset, after: np.datetime64 | None = None) -> xr.Dataset:
+        cfg = self.cfg
         ds = to_canonical(
             raw,
-            rename=rename,
+            rename=cfg.rename,
             units=cfg.units,
             accumulation_hours=cfg.accumulation_hours,
             member=cfg.member,
         )
-        keep = [v for v in ds.data_vars if v in self.variables]
-        if not keep:
-            raise DataError(f"none of the configured variables (has: {', '.join(ds.data_vars)})")
-        ds = ds[keep]
-        check_times(ds[TIME].values, name)
+        ds = ds[[v for v in self.variables if v in ds.data_vars]]
         if after is not None:
             ds = ds.sel({TIME: ds[TIME] > after})
         g = cfg.grid
@@ -130,74 +152,91 @@ class Source:
             ds = subset(ds, g.lat_bounds, g.lon_bounds)
         if g.coarsen:
             ds = coarsen(ds, g.coarsen)
-        return ds.chunk({TIME: self.time_chunk, LAT: -1, LON: -1})
+        return ds
+
+    def _open_one(self, ref: InputRef, after: np.datetime64 | None = None) -> xr.Dataset:
+        """One input in the canonical schema (lazy)."""
+        return self._canonical(self._prepare(ref), after)
 
     def open(self, inputs: list[InputRef], *, after: np.datetime64 | None = None) -> SourceResult:
-        """Open ``inputs``; structural problems (unreadable, no variable, bad units or times,
-        another grid) set an input aside; values are validated later, in the write pass."""
+        """Open ``inputs`` as one canonical dataset. Each input is checked on its own from its
+        metadata (readable, a time axis, mappable variables, convertible units, the common
+        grid) and set aside on failure; the good ones are combined first and mapped to the
+        canonical schema once, as ``open_mfdataset`` would. Values are validated later, in the
+        write pass."""
         opened: list[tuple[InputRef, xr.Dataset]] = []
         used: dict[str, dict[str, Any]] = {}
         problems: list[Problem] = []
         for ref in inputs:
             try:
-                ds = self._open_one(ref, after)
+                raw = self._prepare(ref)
             except (WxcError, OSError, ValueError, KeyError, RuntimeError, EOFError) as e:
                 reason = str(e).splitlines()[0] if str(e) else type(e).__name__
                 log.warning("leaving out %s: %s", ref.id, reason)
                 problems.append(Problem(ref.id, reason, ref.fingerprint))
                 continue
-            if ds.sizes[TIME] == 0:
-                used[ref.id] = {"fingerprint": ref.fingerprint, "range": None}
-            else:
-                opened.append((ref, ds))
-        grids = [
-            (tuple(np.round(d[LAT].values, 6)), tuple(np.round(d[LON].values, 6)))
-            for _, d in opened
-        ]
+            opened.append((ref, raw))
+        grids = [_grid_key(d) for _, d in opened]
         best = max(set(grids), key=grids.count) if grids else None
-        datasets = []
-        for (ref, ds), grid in zip(opened, grids, strict=True):
+        raws = []
+        for (ref, raw), grid in zip(opened, grids, strict=True):
             if grid != best:
                 problems.append(
                     Problem(ref.id, "its grid differs from the other inputs'", ref.fingerprint)
                 )
                 continue
-            datasets.append(ds)
-            t = ds[TIME].values
+            raws.append(raw)
+            t = raw[TIME].values
             used[ref.id] = {
                 "fingerprint": ref.fingerprint,
-                "range": [str(pd.Timestamp(t[0])), str(pd.Timestamp(t[-1]))],
-                "variables": sorted(map(str, ds.data_vars)),
+                "range": [str(pd.Timestamp(t[0])), str(pd.Timestamp(t[-1]))] if len(t) else None,
+                "variables": sorted(map(str, raw.data_vars)),
             }
-        if not datasets:
+        if not raws:
             return SourceResult(None, used, problems)
         try:
-            ds = xr.combine_by_coords(
-                datasets,
-                combine_attrs="drop_conflicts",
-                join="outer",
-                data_vars="all",
-                coords="minimal",
-                compat="no_conflicts",
-            )
+            ds = self._canonical(_combine(raws), after)
         except ValueError as e:
             raise DataError(f"the inputs do not fit together: {str(e).splitlines()[0]}") from e
-        if not isinstance(ds, xr.Dataset):
-            raise DataError("the inputs do not combine into one dataset")
         missing = [v for v in self.variables if v not in ds.data_vars]
         if missing:
             raise DataError(
                 f"variable(s) {', '.join(missing)} not found in the source "
                 f"(found: {', '.join(sorted(map(str, ds.data_vars)))})"
             )
-        ds = ds[self.variables].transpose(TIME, LAT, LON)
-        return SourceResult(ds.chunk({TIME: self.time_chunk, LAT: -1, LON: -1}), used, problems)
+        if ds.sizes[TIME] == 0:
+            return SourceResult(None, used, problems)
+        return SourceResult(ds[self.variables].transpose(TIME, LAT, LON), used, problems)
 
     def set_aside(self, problems: list[Problem]) -> None:
         """What to do with inputs that failed (the default: nothing; they are recorded)."""
 
     def done(self, ids: list[str]) -> None:
         """What to do with inputs once committed (the default: nothing)."""
+
+
+def _grid_key(raw: xr.Dataset) -> tuple:
+    lat = raw[_find(raw, _LAT_NAMES, "latitude")].values
+    lon = raw[_find(raw, _LON_NAMES, "longitude")].values
+    return tuple(np.round(lat, 6)), tuple(np.round(lon, 6))
+
+
+def _combine(datasets: list[xr.Dataset]) -> xr.Dataset:
+    """Combine inputs along time and variables. Grids are identical (checked before), so an
+    exact join suffices in the usual case; inputs covering different times per variable need
+    the outer join (the steps one variable lacks are then missing, and reported)."""
+    kw = {
+        "combine_attrs": "drop_conflicts",
+        "data_vars": "all",
+        "coords": "minimal",
+        "compat": "no_conflicts",
+    }
+    if len(datasets) == 1:
+        return datasets[0]
+    try:
+        return xr.combine_by_coords(datasets, join="exact", **kw)
+    except ValueError:
+        return xr.combine_by_coords(datasets, join="outer", **kw)
 
 
 def _time_from_step(raw: xr.Dataset, cfg) -> xr.Dataset:

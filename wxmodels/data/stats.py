@@ -138,15 +138,25 @@ class ClimAccumulator:
         if len(hours) == 0:
             return
         x = climatology_features(hours, self.n_annual, self.n_diurnal)  # (T, P)
-        for v in range(data.shape[1]):
-            ok = np.isfinite(data[:, v][:, valid]).all(axis=1)
-            if not ok.any():
-                continue
-            xv = x[ok]
-            y = np.nan_to_num(data[ok, v].astype(np.float64))
-            self.xtx[v] += xv.T @ xv
-            self.xty[v] += np.tensordot(xv, y, axes=(0, 0))
-            self.n[v] += ok.sum()
+        t, nv = data.shape[:2]
+        p = x.shape[1]
+        if not np.isnan(data).any():  # the usual case: one product for every variable at once
+            y = np.asarray(data, dtype=np.float32).reshape(t, -1)
+            xty = x.T.astype(np.float32) @ y  # (P, V*H*W)
+            self.xty += np.moveaxis(xty.reshape(p, nv, *data.shape[2:]), 0, 1)
+            self.xtx += (x.T @ x)[None]
+            self.n += t
+        else:
+            ok = np.isfinite(data[:, :, valid]).all(axis=2)  # (T, V): complete steps
+            for v in range(nv):
+                okv = ok[:, v]
+                if not okv.any():
+                    continue
+                xv = x[okv]
+                y = np.nan_to_num(data[okv, v]).astype(np.float32)
+                self.xtx[v] += xv.T @ xv
+                self.xty[v] += np.tensordot(xv.astype(np.float32), y, axes=(0, 0))
+                self.n[v] += okv.sum()
         self.span = [min(self.span[0], float(hours[0])), max(self.span[1], float(hours[-1]))]
 
     def merge(self, other: ClimAccumulator) -> None:

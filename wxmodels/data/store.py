@@ -453,7 +453,8 @@ class Store:
             rm_tree(self.fs, self.root)
         chunked = ds.chunk({TIME: time_chunk, LAT: -1, LON: -1})
         encoding = {v: {"chunks": (time_chunk, ds.sizes[LAT], ds.sizes[LON])} for v in ds.data_vars}
-        write = chunked.to_zarr(
+        # metadata and coordinates only: the write pass writes the data
+        chunked.to_zarr(
             self.url,
             mode="w-",
             zarr_format=3,
@@ -463,7 +464,9 @@ class Store:
             compute=False,
         )
         try:
-            res = writepass.run(chunked, write, valid=None, prev=None)
+            res = writepass.run(
+                chunked, self._targets(list(chunked.data_vars)), 0, valid=None, prev=None
+            )
             shape = (ds.sizes[LAT], ds.sizes[LON])
             valid = res.valid_from_data(shape)
             missing = res.check(
@@ -513,6 +516,11 @@ class Store:
         self._write_commit(commit)
         return AppendReport(self.url, n, 0, t0, t1, commit.version, (t0, t1), [], gap, missing)
 
+    def _targets(self, variables: list[str]) -> list:
+        """The Zarr arrays the write pass fills (xarray created them and wrote the coords)."""
+        group = zarr.open_group(self.url, mode="r+", storage_options=self._so, zarr_format=3)
+        return [group[v] for v in variables]
+
     def _write_hashes(self, hashes: np.ndarray, start: int) -> None:
         self._ensure_groups("aux")
         path = self._sub("aux/step_hash")
@@ -544,7 +552,7 @@ class Store:
         new = new.chunk({TIME: tuple(sizes), LAT: -1, LON: -1})
         for v in new.data_vars:
             new[v].encoding = {}
-        write = new.to_zarr(
+        new.to_zarr(  # resizes the arrays, writes the new times; the write pass the data
             self.url,
             append_dim=TIME,
             zarr_format=3,
@@ -555,7 +563,9 @@ class Store:
         valid = self.static()["valid_mask"].values
         prev = self.open(chunks=None).isel({TIME: -1})
         prev = np.stack([prev[v].values for v in commit.variables])
-        res = writepass.run(new, write, valid=valid, prev=prev)
+        res = writepass.run(
+            new, self._targets(list(new.data_vars)), commit.n_time, valid=valid, prev=prev
+        )
         try:
             missing = res.check(
                 list(commit.variables),

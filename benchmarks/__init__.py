@@ -1,0 +1,1 @@
+"""Benchmarks: each prints its figures and writes a small report under benchmarks/reports/."""
