@@ -166,6 +166,9 @@ def memory(work: Path, limit_mib: int, days: int) -> dict:
                     pass
                 time.sleep(0.2)
 
+        import psutil
+
+        baseline = client.run(lambda: psutil.Process().memory_info().rss / 2**20)
         th = threading.Thread(target=sample, daemon=True)
         th.start()
         t, rep = timed(lambda: ingest(cfg, dask_address=cluster.scheduler_address))

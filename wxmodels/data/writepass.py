@@ -142,6 +142,42 @@ def _block(
     return out
 
 
+def _chan(a: tuple | None, b: tuple | None) -> tuple | None:
+    """Merge two per-variable ``(n, mean, M2)`` (Chan et al.)."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    na, ma, qa = a
+    nb, mb, qb = b
+    n = na + nb
+    with np.errstate(invalid="ignore", divide="ignore"):
+        delta = mb - ma
+        mean = np.where(n > 0, ma + delta * nb / np.maximum(n, 1), 0.0)
+        q = qa + qb + np.where(n > 0, delta * delta * na * nb / np.maximum(n, 1), 0.0)
+    return n, mean, q
+
+
+def _merge(a: dict, b: dict) -> dict:
+    """Combine the results of two adjacent chunks (``a`` before ``b``); the tendency across
+    their boundary is added, and only the outer first/last steps are kept, so that a tree of
+    merges holds O(log n) partial results instead of one per chunk."""
+    clim = ClimAccumulator.from_arrays(a["clim"])
+    clim.merge(ClimAccumulator.from_arrays(b["clim"]))
+    edge = _welford((b["first"] - a["last"])[None])
+    return {
+        "hash": np.concatenate([a["hash"], b["hash"]]),
+        "nan_point": a["nan_point"] + b["nan_point"],
+        "nan_step": np.concatenate([a["nan_step"], b["nan_step"]]),
+        "min": np.minimum(a["min"], b["min"]), "max": np.maximum(a["max"], b["max"]),
+        "mom": _chan(a["mom"], b["mom"]),
+        "dmom": _chan(_chan(a["dmom"], b["dmom"]), edge),
+        "first": a["first"], "last": b["last"],
+        "clim": clim.to_arrays(),
+        "n": a["n"] + b["n"],
+    }
+
+
 @dataclass
 class WriteResult:
     """Combined per-chunk results of a write pass."""
@@ -266,9 +302,11 @@ def run(
             )
         )
         k += n
-    blocks = list(dask.compute(*tasks))
-    clim = ClimAccumulator.from_arrays(blocks[0]["clim"])
-    for b in blocks[1:]:
-        clim.merge(ClimAccumulator.from_arrays(b["clim"]))
-    hashes = np.concatenate([b["hash"] for b in blocks])
-    return WriteResult(blocks, clim, hashes, variables)
+    # pairwise tree of merges of adjacent chunks: results are folded as soon as both halves
+    # exist, so workers never hold the statistics of every chunk at once
+    while len(tasks) > 1:
+        tasks = [dask.delayed(_merge, pure=False)(tasks[i], tasks[i + 1])
+                 if i + 1 < len(tasks) else tasks[i] for i in range(0, len(tasks), 2)]
+    (total,) = dask.compute(tasks[0])
+    return WriteResult([total], ClimAccumulator.from_arrays(total["clim"]), total["hash"],
+                       variables)
