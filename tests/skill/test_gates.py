@@ -74,3 +74,41 @@ def test_scorecard_json_round_trip():
     sc = _card({"teacher": [1.0, np.nan], "x": [2.0, 3.0]})
     back = scj.from_json(scj.to_json(sc))
     xr.testing.assert_allclose(back, sc.assign_coords(lead_time=[1.0, 6.0]))
+
+
+def test_rules_from_config_absolute_relative_baseline_and_region():
+    from wxmodels.config.evaluate import GateRule
+
+    sc = _card(
+        {
+            "teacher": [1.0, 2.0],
+            "persistence": [1.5, 2.5],
+            "climatology": [3.0, 3.0],
+            "linear": [1.1, 1.9],
+            "cand": [1.08, 2.1],
+        }
+    )
+    # the default 5 % is too tight at 1 h (8 %), a rule loosens it there
+    base = GateConfig(max_rmse_increase=0.05)
+    assert not check_gates(sc, "cand", base).passed
+    loose = GateConfig(max_rmse_increase=0.05, rules=[GateRule(leads_h=[1], max_rmse_increase=0.1)])
+    assert check_gates(sc, "cand", loose).passed
+    # an absolute limit and a baseline to beat whatever the teacher does
+    strict = GateConfig(
+        max_rmse_increase=0.1,
+        rules=[GateRule(leads_h=[6], max_rmse=2.05), GateRule(beat=["linear"], leads_h=[6])],
+    )
+    res = check_gates(sc, "cand", strict)
+    assert not res.passed
+    assert any("6h" in r and "2.05" in r for r in res.reasons)
+    assert any("does not beat linear 1.9" in r for r in res.reasons)
+    # a rule on a region reads that region's scorecard
+    north = _card({"teacher": [1.0, 2.0], "cand": [5.0, 5.0]})
+    regional = GateConfig(
+        max_rmse_increase=0.1,
+        beat_persistence=False,
+        rules=[GateRule(region="north", max_rmse=4.0)],
+    )
+    res = check_gates(sc, "cand", regional, regions={"north": north})
+    assert not res.passed and all("north" in r for r in res.reasons)
+    assert check_gates(sc, "cand", regional, regions={"north": sc}).passed

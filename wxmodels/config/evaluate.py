@@ -1,12 +1,24 @@
-"""Verification windows and the gates a candidate must pass."""
+"""Verification windows, regions and the gates a candidate must pass."""
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
 
 from wxmodels.config.base import Strict
 
-__all__ = ["EvaluateConfig", "GateConfig"]
+__all__ = ["EvaluateConfig", "GateConfig", "GateRule", "RegionConfig"]
+
+
+class RegionConfig(Strict):
+    """A verification region: a box, optionally land points only."""
+
+    lat_bounds: tuple[float, float] | None = None
+    lon_bounds: tuple[float, float] | None = None
+    land_only: bool = False
+    """Keep only land points (the store's land-sea mask > 0.5; without one, the points that
+    have data, which for land-only data sets such as WFDE5 is the land)."""
 
 
 class EvaluateConfig(Strict):
@@ -16,6 +28,23 @@ class EvaluateConfig(Strict):
     """Lead times (hours) at which skill is scored."""
     init_stride_h: int = Field(3, ge=1)
     """Hours between initialisation times in the test window."""
+    climatology: Literal["auto", "store", "train"] = "auto"
+    """Climatology of the ACC anomalies and of the climatology and linear baselines: the
+    store's (all committed data, as WeatherBench 2 scores against a reference climatology), or
+    one fitted on the training window only. ``auto``: the store's when it spans more than two
+    years (the test window is then a small part of it), else the training window's (a
+    climatology of a short record that includes the test window would leak it into the
+    baselines)."""
+    baselines: list[Literal["persistence", "climatology", "linear"]] = [
+        "persistence",
+        "climatology",
+        "linear",
+    ]
+    """Baselines scored on the same inits and leads (``linear``: regression on anomalies)."""
+    regions: dict[str, RegionConfig] = {}
+    """Extra verification regions (the whole domain, ``all``, is always scored)."""
+    seeps_dry_mm: float = Field(0.1, gt=0)
+    """SEEPS dry threshold: precipitation over one step below this (mm) is dry."""
     latency_repeats: int = Field(50, ge=3)
     """Timed repeats for onnxruntime latency (median reported)."""
     latency_threads: int = Field(1, ge=1)
@@ -29,6 +58,26 @@ class EvaluateConfig(Strict):
         return v
 
 
+class GateRule(Strict):
+    """An extra rule, for some variables, leads and a region. Unset limits are not checked."""
+
+    variables: list[str] | None = None
+    """Variables it applies to (all when ``None``)."""
+    leads_h: list[int] | None = None
+    """Leads it applies to (all when ``None``)."""
+    region: str = "all"
+    max_rmse: float | None = None
+    """Absolute RMSE limit (the variable's units)."""
+    min_acc: float | None = None
+    """Absolute ACC floor."""
+    max_rmse_increase: float | None = None
+    """RMSE relative to the teacher (fraction), replacing the default for these cases."""
+    max_seeps: float | None = None
+    """SEEPS limit (precipitation)."""
+    beat: list[Literal["persistence", "climatology", "linear"]] = []
+    """Baselines the candidate must beat here, whatever the teacher does."""
+
+
 class GateConfig(Strict):
     """Promotion gates over the scorecard. Every rule is checked per variable and lead time."""
 
@@ -38,6 +87,8 @@ class GateConfig(Strict):
     """Where the teacher beats persistence, the candidate must too."""
     beat_climatology: bool = True
     """Where the teacher beats climatology, the candidate must too."""
+    beat_linear: bool = False
+    """Where the teacher beats the linear-regression baseline, the candidate must too."""
     variables: list[str] | None = None
     """Variables the gates look at (all forecast variables when ``None``)."""
     leads_h: list[int] | None = None
@@ -45,3 +96,18 @@ class GateConfig(Strict):
     max_parity_error: float = Field(1e-3, gt=0)
     """Largest ONNX-vs-torch difference (in std units) for fp32 exports; int8 cells are judged
     on skill instead, their parity is reported."""
+    rules: list[GateRule] = []
+    """Extra rules (absolute limits, regions, per-variable tolerances)."""
+
+    @model_validator(mode="after")
+    def _rules(self) -> GateConfig:
+        for r in self.rules:
+            if (
+                all(
+                    getattr(r, k) is None
+                    for k in ("max_rmse", "min_acc", "max_rmse_increase", "max_seeps")
+                )
+                and not r.beat
+            ):
+                raise ValueError("a gate rule needs at least one limit or baseline to beat")
+        return self

@@ -42,7 +42,9 @@ def model_card(manifest: dict[str, Any], scorecard: dict[str, Any], model_key: s
     sig = manifest.get("signature", {})
     metrics = manifest.get("metrics", {})
     gate = manifest.get("gates", {})
-    models = [model_key] + [m for m in ("teacher", "persistence", "climatology") if m != model_key]
+    models = [model_key] + [
+        m for m in ("teacher", "persistence", "climatology", "linear") if m != model_key
+    ]
     lines = [
         f"# {manifest.get('name', '')}: {manifest.get('kind', '')} `{model_key}`",
         "",
@@ -82,7 +84,8 @@ def model_card(manifest: dict[str, Any], scorecard: dict[str, Any], model_key: s
         scorecard_table(scorecard, models, "acc"),
         "",
         "Metrics follow WeatherBench 2: latitude (cell-area) weighted, NaN-masked, RMSE = root of "
-        "the time-mean MSE, ACC uncentred against the training window's hour-of-day climatology.",
+        "the time-mean MSE, ACC uncentred against the store's climatology; SEEPS for "
+        "precipitation; baselines: persistence, climatology, linear regression on anomalies.",
     ]
     if manifest.get("synthetic"):
         lines.insert(2, "> **Trained on SYNTHETIC data (not real weather).** For demonstration.\n")

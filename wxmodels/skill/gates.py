@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -10,6 +11,8 @@ import xarray as xr
 from wxmodels.config.evaluate import GateConfig
 
 __all__ = ["GateResult", "check_gates"]
+
+BASELINES = ("persistence", "climatology", "linear")
 
 
 @dataclass
@@ -23,63 +26,104 @@ class GateResult:
         return asdict(self)
 
 
+def _get(sc: xr.DataArray, model: str, metric: str, variable: str, lead: float) -> float:
+    if (
+        model not in sc["model"].values
+        or variable not in sc["variable"].values
+        or metric not in sc["metric"].values
+    ):
+        return float("nan")
+    return float(sc.sel(model=model, metric=metric, variable=variable, lead_time=float(lead)))
+
+
 def check_gates(
     sc: xr.DataArray,
     candidate: str,
     cfg: GateConfig,
     *,
     teacher: str = "teacher",
-    persistence: str = "persistence",
-    climatology: str = "climatology",
     parity: float | None = None,
     parity_gated: bool = True,
+    regions: Mapping[str, xr.DataArray] | None = None,
 ) -> GateResult:
     """Check ``candidate`` against the teacher and the baselines, per variable and lead.
 
-    Rules (each per gated variable and lead):
+    Default rules (per gated variable and lead, whole domain):
 
     * RMSE at most ``teacher * (1 + max_rmse_increase)``;
-    * where the teacher's RMSE beats persistence (climatology), the candidate's must too;
-    * scores must be finite;
-    * for fp32 exports, ONNX-vs-torch parity within ``max_parity_error``.
+    * where the teacher's RMSE beats persistence / climatology (/ linear regression, when
+      ``beat_linear``), the candidate's must too;
+    * scores must be finite; for fp32 exports, ONNX-vs-torch parity within
+      ``max_parity_error``.
+
+    Then every :class:`~wxmodels.config.evaluate.GateRule` (absolute RMSE, ACC, SEEPS limits,
+    per-variable tolerances, baselines to beat regardless of the teacher, regions).
     """
-    rmse = sc.sel(metric="rmse")
-    variables = cfg.variables or [str(v) for v in rmse["variable"].values]
-    leads = cfg.leads_h or [float(x) for x in rmse["lead_time"].values]
+    cards = {"all": sc, **(regions or {})}
+    variables = cfg.variables or [str(v) for v in sc["variable"].values]
+    leads = cfg.leads_h or [float(x) for x in sc["lead_time"].values]
     reasons: list[str] = []
-    unknown = [v for v in variables if v not in rmse["variable"].values]
+    unknown = [v for v in variables if v not in sc["variable"].values]
     if unknown:
         reasons.append(f"gated variables not forecast: {unknown}")
+    overrides: dict[tuple[str, float], float] = {}
+    for rule in cfg.rules:
+        if rule.max_rmse_increase is not None and rule.region == "all":
+            for v in rule.variables or variables:
+                for lead in rule.leads_h or leads:
+                    overrides[(v, float(lead))] = rule.max_rmse_increase
+    beats = {
+        "persistence": cfg.beat_persistence,
+        "climatology": cfg.beat_climatology,
+        "linear": cfg.beat_linear,
+    }
     for v in variables:
         if v in unknown:
             continue
         for lead in leads:
-
-            def r(model: str, v=v, lead=lead) -> float:
-                return float(rmse.sel(model=model, variable=v, lead_time=float(lead)))
-
-            c, t = r(candidate), r(teacher)
             where = f"{v} @{lead:g}h"
+            c, t = _get(sc, candidate, "rmse", v, lead), _get(sc, teacher, "rmse", v, lead)
             if not np.isfinite(c):
                 reasons.append(f"{where}: RMSE is not finite")
                 continue
-            limit = t * (1 + cfg.max_rmse_increase)
-            if c > limit:
-                reasons.append(
-                    f"{where}: RMSE {c:.4g} > teacher {t:.4g} +{cfg.max_rmse_increase:.0%}"
-                )
-            for flag, base in (
-                (cfg.beat_persistence, persistence),
-                (cfg.beat_climatology, climatology),
-            ):
-                if not flag or base not in rmse["model"].values:
-                    continue
-                b = r(base)
-                if t < b and not c < b:
+            tol = overrides.get((v, float(lead)), cfg.max_rmse_increase)
+            if c > t * (1 + tol):
+                reasons.append(f"{where}: RMSE {c:.4g} > teacher {t:.4g} +{tol:.0%}")
+            for base, on in beats.items():
+                b = _get(sc, base, "rmse", v, lead)
+                if on and np.isfinite(b) and t < b and not c < b:
                     reasons.append(
                         f"{where}: RMSE {c:.4g} does not beat {base} {b:.4g} "
                         f"(the teacher does: {t:.4g})"
                     )
+    for rule in cfg.rules:
+        card = cards.get(rule.region)
+        if card is None:
+            reasons.append(f"gate rule for unknown region {rule.region!r}")
+            continue
+        tag = "" if rule.region == "all" else f" [{rule.region}]"
+        for v in rule.variables or variables:
+            for lead in rule.leads_h or leads:
+                where = f"{v} @{lead:g}h{tag}"
+                r = _get(card, candidate, "rmse", v, lead)
+                a = _get(card, candidate, "acc", v, lead)
+                s = _get(card, candidate, "seeps", v, lead)
+                if rule.max_rmse is not None and not r <= rule.max_rmse:
+                    reasons.append(f"{where}: RMSE {r:.4g} > limit {rule.max_rmse:g}")
+                if rule.min_acc is not None and not a >= rule.min_acc:
+                    reasons.append(f"{where}: ACC {a:.3g} < floor {rule.min_acc:g}")
+                if rule.max_seeps is not None and not s <= rule.max_seeps:
+                    reasons.append(f"{where}: SEEPS {s:.3g} > limit {rule.max_seeps:g}")
+                if rule.max_rmse_increase is not None and rule.region != "all":
+                    t = _get(card, teacher, "rmse", v, lead)
+                    if r > t * (1 + rule.max_rmse_increase):
+                        reasons.append(
+                            f"{where}: RMSE {r:.4g} > teacher {t:.4g} +{rule.max_rmse_increase:.0%}"
+                        )
+                for base in rule.beat:
+                    b = _get(card, base, "rmse", v, lead)
+                    if np.isfinite(b) and not r < b:
+                        reasons.append(f"{where}: RMSE {r:.4g} does not beat {base} {b:.4g}")
     if parity is not None and parity_gated and not parity <= cfg.max_parity_error:
         reasons.append(f"ONNX parity {parity:.3g} std > {cfg.max_parity_error:g}")
-    return GateResult(not reasons, reasons)
+    return GateResult(not reasons, list(dict.fromkeys(reasons)))

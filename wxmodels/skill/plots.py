@@ -1,4 +1,4 @@
-"""Plots people can read: skill against lead time, per variable, for every model."""
+"""Plots people can read: skill against lead time per variable, and a scorecard heat map."""
 
 from __future__ import annotations
 
@@ -8,16 +8,25 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import numpy as np
 import xarray as xr
 
-__all__ = ["plot_rmse_vs_lead"]
+__all__ = ["plot_heatmap", "plot_skill_vs_lead"]
 
-_BASELINE_STYLE = {"persistence": ("k", "--"), "climatology": ("0.5", ":")}
+_BASELINE_STYLE = {
+    "persistence": ("k", "--"),
+    "climatology": ("0.5", ":"),
+    "linear": ("tab:brown", "-."),
+}
 
 
-def plot_rmse_vs_lead(sc: xr.DataArray, path: str | Path, metric: str = "rmse") -> Path:
+def plot_skill_vs_lead(sc: xr.DataArray, path: str | Path, metric: str = "rmse") -> Path:
     """One panel per variable: ``metric`` against lead time for every model in the scorecard."""
-    variables = [str(v) for v in sc["variable"].values]
+    variables = [
+        str(v)
+        for v in sc["variable"].values
+        if np.isfinite(sc.sel(metric=metric, variable=v)).any()
+    ]
     n = len(variables)
     cols = min(3, n)
     rows = (n + cols - 1) // cols
@@ -38,6 +47,57 @@ def plot_rmse_vs_lead(sc: xr.DataArray, path: str | Path, metric: str = "rmse") 
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(6, len(labels)), fontsize=8)
     fig.tight_layout(rect=(0, 0.08, 1, 1))
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_heatmap(
+    sc: xr.DataArray, candidates: list[str], path: str | Path, teacher: str = "teacher"
+) -> Path:
+    """Candidates (rows) x variable/lead (columns): RMSE change vs the teacher in percent
+    (blue better, red worse), the numbers written in the cells."""
+    rmse = sc.sel(metric="rmse")
+    variables = [str(v) for v in rmse["variable"].values]
+    leads = [float(x) for x in rmse["lead_time"].values]
+    cols = [(v, lead) for v in variables for lead in leads]
+    data = np.array(
+        [
+            [
+                100
+                * (
+                    float(rmse.sel(model=c, variable=v, lead_time=lead))
+                    / float(rmse.sel(model=teacher, variable=v, lead_time=lead))
+                    - 1
+                )
+                for v, lead in cols
+            ]
+            for c in candidates
+        ]
+    )
+    lim = max(5.0, float(np.nanmax(np.abs(data))) if np.isfinite(data).any() else 5.0)
+    lim = min(lim, 50.0)
+    fig, ax = plt.subplots(figsize=(max(6, 0.42 * len(cols)), 0.5 * len(candidates) + 2))
+    im = ax.imshow(data, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto")
+    for i in range(len(candidates)):
+        for j in range(len(cols)):
+            if np.isfinite(data[i, j]):
+                ax.text(j, i, f"{data[i, j]:+.0f}", ha="center", va="center", fontsize=6)
+    ax.set_yticks(range(len(candidates)), candidates, fontsize=8)
+    ax.set_xticks(range(len(cols)), [f"{lead:g}h" for _, lead in cols], fontsize=6)
+    for k, v in enumerate(variables):
+        ax.text(
+            k * len(leads) + (len(leads) - 1) / 2,
+            -0.8,
+            v.replace("_", " "),
+            ha="center",
+            fontsize=6,
+            rotation=0,
+        )
+    fig.colorbar(im, ax=ax, label="RMSE vs teacher (%)", shrink=0.8)
+    ax.set_title("scorecard: RMSE change against the teacher", fontsize=9, pad=18)
+    fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -1,4 +1,8 @@
-"""Scorecards (``model x metric x variable x lead_time``): JSON round trip and lookups."""
+"""Scorecards (``model x metric x variable x lead_time [x region]``): JSON and lookups.
+
+JSON: ``{model: {metric: {variable: {lead_h: value}}}}`` for the whole domain; regional cards
+are the same shape, keyed by region, where a scorecard has them.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,13 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-__all__ = ["from_json", "merge", "to_json", "value"]
+__all__ = ["from_json", "merge", "regions_json", "to_json", "value"]
 
 
-def to_json(sc: xr.DataArray) -> dict[str, Any]:
+def to_json(sc: xr.DataArray, region: str = "all") -> dict[str, Any]:
     """``{model: {metric: {variable: {lead_h: value}}}}`` with NaN as ``None``."""
+    if "region" in sc.dims:
+        sc = sc.sel(region=region)
     out: dict[str, Any] = {}
     for m in sc["model"].values:
         out[str(m)] = {}
@@ -26,8 +32,15 @@ def to_json(sc: xr.DataArray) -> dict[str, Any]:
     return out
 
 
+def regions_json(sc: xr.DataArray) -> dict[str, Any]:
+    """The regional cards (every region but ``all``)."""
+    if "region" not in sc.dims:
+        return {}
+    return {str(r): to_json(sc, str(r)) for r in sc["region"].values if str(r) != "all"}
+
+
 def from_json(obj: dict[str, Any]) -> xr.DataArray:
-    """Inverse of :func:`to_json`."""
+    """Inverse of :func:`to_json` (no region dim)."""
     models = list(obj)
     metrics_ = list(obj[models[0]])
     variables = list(obj[models[0]][metrics_[0]])

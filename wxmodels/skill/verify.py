@@ -13,10 +13,12 @@ import xarray as xr
 
 from wxmodels.schema import LAT, LEAD, LON, TIME
 from wxmodels.skill import metrics
+from wxmodels.skill.seeps import SeepsClimatology, seeps
 from wxmodels.training.data import Fields
 
 __all__ = [
     "METRICS",
+    "add_wind_speed",
     "as_dataset",
     "climatology_forecast",
     "persistence_forecast",
@@ -27,7 +29,8 @@ __all__ = [
 ]
 
 StepFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
-METRICS = ("rmse", "acc", "bias", "mae")
+METRICS = ("rmse", "acc", "bias", "mae", "seeps")
+PRECIP = "total_precipitation_rate"
 
 
 def run_forecasts(
@@ -69,15 +72,18 @@ def persistence_forecast(fields: Fields, inits: np.ndarray, lead_steps: list[int
 
 
 def climatology_forecast(
-    clim, fields: Fields, inits: np.ndarray, lead_steps: list[int]
+    clim_at: Callable[[np.ndarray], np.ndarray],
+    fields: Fields,
+    inits: np.ndarray,
+    lead_steps: list[int],
 ) -> np.ndarray:
-    """The climatology (a :class:`~wxmodels.data.stats.ClimAccumulator`) at each valid time."""
+    """The climatology at each valid time; ``clim_at(hours (n,)) -> (n, V, H, W)``."""
     valid_h = (
         fields.hours[np.asarray(inits)][:, None]
         + np.asarray(lead_steps)[None, :] * fields.step_hours
     )
-    flat = clim.evaluate(valid_h.ravel(), fields.valid)
-    return flat.reshape(*valid_h.shape, *flat.shape[1:])
+    flat = clim_at(valid_h.ravel())
+    return flat.reshape(*valid_h.shape, *flat.shape[1:]).astype(np.float32)
 
 
 def as_dataset(
@@ -95,26 +101,60 @@ def as_dataset(
         coords=coords,
     )
     ds[LEAD].attrs["units"] = "hours"
+    return add_wind_speed(ds)
+
+
+def add_wind_speed(ds: xr.Dataset) -> xr.Dataset:
+    """Derive ``10m_wind_speed`` from the components when they are forecast and it is not."""
+    u, v = "10m_u_component_of_wind", "10m_v_component_of_wind"
+    if u in ds and v in ds and "10m_wind_speed" not in ds:
+        ds = ds.assign({"10m_wind_speed": np.hypot(ds[u], ds[v])})
     return ds
 
 
-def score(forecast: xr.Dataset, truth: xr.Dataset, clim: xr.Dataset) -> xr.DataArray:
-    """All metrics for one forecast: DataArray ``(metric, variable, lead_time)``."""
+def score(
+    forecast: xr.Dataset,
+    truth: xr.Dataset,
+    clim: xr.Dataset,
+    seeps_clim: Mapping[str, SeepsClimatology] | None = None,
+) -> xr.DataArray:
+    """All metrics for one forecast: DataArray ``(metric, variable, lead_time)``; SEEPS only for
+    precipitation (NaN elsewhere)."""
     per = {
         "rmse": metrics.rmse(forecast, truth),
         "acc": metrics.acc(forecast, truth, clim),
         "bias": metrics.bias(forecast, truth),
         "mae": metrics.mae(forecast, truth),
     }
-    arrs = [per[m].to_array("variable") for m in METRICS]
+    arrs = [per[m].to_array("variable") for m in METRICS if m != "seeps"]
+    sp = xr.full_like(arrs[0], np.nan)
+    for v, sc in (seeps_clim or {}).items():
+        if v in forecast:
+            sp.loc[{"variable": v}] = seeps(forecast[v], truth[v], sc).values
+    arrs.append(sp)
     return xr.concat(arrs, dim=pd.Index(list(METRICS), name="metric"))
 
 
 def scorecard(
-    forecasts: Mapping[str, xr.Dataset], truth: xr.Dataset, clim: xr.Dataset
+    forecasts: Mapping[str, xr.Dataset],
+    truth: xr.Dataset,
+    clim: xr.Dataset,
+    seeps_clim: Mapping[str, SeepsClimatology] | None = None,
+    regions: Mapping[str, np.ndarray] | None = None,
 ) -> xr.DataArray:
-    """Scores of several forecasts: DataArray ``(model, metric, variable, lead_time)``."""
-    parts = [score(fc, truth, clim) for fc in forecasts.values()]
-    sc = xr.concat(parts, dim=pd.Index(list(forecasts), name="model"))
+    """Scores of several forecasts: DataArray ``(model, metric, variable, lead_time, region)``;
+    region ``all`` is the whole domain, the others are boolean ``(H, W)`` masks."""
+    masks = {"all": None, **(regions or {})}
+    parts = []
+    for _name, mask in masks.items():
+        if mask is None:
+            t, c, fcs = truth, clim, forecasts
+        else:
+            m = xr.DataArray(mask, dims=(LAT, LON))
+            t, c = truth.where(m), clim.where(m)
+            fcs = {k: f.where(m) for k, f in forecasts.items()}
+        per_model = [score(fc, t, c, seeps_clim) for fc in fcs.values()]
+        parts.append(xr.concat(per_model, dim=pd.Index(list(forecasts), name="model")))
+    sc = xr.concat(parts, dim=pd.Index(list(masks), name="region"))
     sc.name = "score"
-    return sc
+    return sc.transpose("model", "metric", "variable", "lead_time", "region")
