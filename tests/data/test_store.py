@@ -165,8 +165,9 @@ def test_static_mask_and_statistics(store_url):
     full = ClimAccumulator(2, valid.shape)
     data = np.stack([ds[v].values for v in stats.variables], axis=1)
     full.add(data, hours, valid)
-    np.testing.assert_allclose(stats.clim.xty, full.xty, rtol=0,
-                               atol=1e-6 * np.abs(full.xty).max())  # float32 products
+    np.testing.assert_allclose(
+        stats.clim.xty, full.xty, rtol=0, atol=1e-6 * np.abs(full.xty).max()
+    )  # float32 products
     c = stats.climatology(hours[:24], ["2m_temperature"], valid)
     assert c.shape == (24, 1, 5, 6)
     assert np.isnan(c[:, :, 0, :2]).all()

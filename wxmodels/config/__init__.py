@@ -21,6 +21,8 @@ _WHERE = {
     "ZarrSourceConfig": "data",
     "EvaluateConfig": "evaluate",
     "GateConfig": "evaluate",
+    "GateRule": "evaluate",
+    "RegionConfig": "evaluate",
     "NetConfig": "model",
     "TrainConfig": "model",
     "PromoteConfig": "runtime",

@@ -28,11 +28,34 @@ class NetConfig(Strict):
     areas; ``auto`` picks by whether the longitudes span 360 degrees."""
     time_features: bool = True
     """Give hour-of-day and day-of-year (sin/cos) as inputs."""
+    climatology: bool = True
+    """Take the climatology of the history and next valid times as input and forecast
+    anomalies, with a learned per-variable persistence that blends toward climatology at long
+    leads. The climatology (fitted on the training window) ships with the model."""
+    statics: Literal["auto", "none"] = "auto"
+    """``auto``: the store's static fields (orography, land-sea mask) when it has them."""
+    linear_skip: bool = True
+    """Add a pointwise linear map of the inputs to the network's output, so that the model
+    holds linear regression on its inputs as a special case."""
+    linear_init: bool = True
+    """Start from the least-squares fit of the linear path, with the core's output zeroed
+    (needs ``linear_skip``; not on a warm start): the model begins as a linear regression on
+    all its inputs and learns only what is nonlinear."""
+    members: int = Field(1, ge=1, le=16)
+    """An ensemble of this many cores trained independently (derived seeds, each from the
+    same start) whose one-step outputs are averaged: one model, one ONNX graph, ``members``
+    times the cost. Averaging cancels much of what each member overfits."""
+    dropout: float = Field(0.0, ge=0, lt=1)
+    """Channel dropout inside the conv blocks (regularisation for small data)."""
 
 
 class TrainConfig(Strict):
     """Training schedule: one-step epochs, then autoregressive rollout fine-tuning."""
 
+    init: Literal["registry", "scratch"] = "registry"
+    """``registry``: warm-start from the registry's current ``teacher`` when it has the same
+    architecture and variables and the store has moved since it was trained; ``scratch``:
+    random initial weights."""
     seed: int = 0
     """Base seed; per-run seeds are derived from it with ``numpy.random.SeedSequence``."""
     epochs: int = Field(20, ge=0)
@@ -40,7 +63,11 @@ class TrainConfig(Strict):
     rollout_epochs: int = Field(4, ge=0)
     """Epochs of rollout fine-tuning after the one-step phase."""
     rollout_steps: int = Field(4, ge=2)
-    """Autoregressive steps per sample during rollout fine-tuning."""
+    """Autoregressive steps per sample at the start of rollout fine-tuning."""
+    rollout_max_steps: int | None = Field(None, ge=2)
+    """Curriculum: the rollout length grows linearly from ``rollout_steps`` to this over the
+    rollout epochs, and validation scores a rollout this long (the longest lead that matters
+    for the gates). ``None``: fixed at ``rollout_steps``."""
     batch_size: int = Field(16, ge=1)
     lr: float = Field(2e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
@@ -50,6 +77,12 @@ class TrainConfig(Strict):
     """Wall-clock budget for the whole training run."""
     samples_per_epoch: int | None = Field(None, ge=1)
     """Random training samples per epoch; ``None`` = every sample once."""
+    loss_norm: Literal["tendency", "field"] = "field"
+    """Per-variable scale of the loss: the std of the variable's one-step change
+    (``tendency``, so that each variable's persistence error weighs about the same) or of the
+    field itself."""
+    input_noise: float = Field(0.0, ge=0)
+    """Std of the Gaussian noise added to initial states in training (in each variable's std)."""
     threads: int = Field(0, ge=0)
     """torch CPU threads (0 = leave torch's default)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"

@@ -27,6 +27,7 @@ import numpy as np
 
 __all__ = [
     "ClimAccumulator",
+    "Climatology",
     "Moments",
     "climatology_features",
     "feature_names",
@@ -219,3 +220,64 @@ class ClimAccumulator:
         acc.n = np.asarray(arrays["n"], dtype=np.float64)
         acc.span = [float(x) for x in arrays["span"]]
         return acc
+
+
+class Climatology:
+    """A fitted climatology: coefficients ``beta (V, P, H, W)`` of the features ``idx``.
+
+    This is what a model that takes the climatology as input ships with (``climatology.nc``):
+    a few coefficients per grid point, evaluated at any time with :meth:`evaluate`.
+    """
+
+    def __init__(
+        self, beta: np.ndarray, idx: list[int], harmonics: tuple[int, int], variables: list[str]
+    ):
+        self.beta = np.asarray(beta, dtype=np.float32)
+        self.idx = [int(i) for i in idx]
+        self.harmonics = (int(harmonics[0]), int(harmonics[1]))
+        self.variables = list(variables)
+
+    @classmethod
+    def from_accumulator(cls, acc: ClimAccumulator, variables: list[str]) -> Climatology:
+        beta, idx = acc.coefficients()
+        return cls(beta, idx, (acc.n_annual, acc.n_diurnal), variables)
+
+    def evaluate(self, hours: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+        """``(T, V, H, W)`` float32 at ``hours`` (hours since 1970, UTC)."""
+        x = climatology_features(np.ravel(hours), *self.harmonics)[:, self.idx].astype(np.float32)
+        out = np.einsum("tp,vphw->tvhw", x, self.beta)
+        if valid is not None:
+            out[:, :, ~valid] = np.nan
+        return out.reshape(*np.shape(hours), *out.shape[1:])
+
+    def select(self, variables: list[str]) -> Climatology:
+        order = [self.variables.index(v) for v in variables]
+        return Climatology(self.beta[order], self.idx, self.harmonics, variables)
+
+    def to_netcdf(self, path) -> None:
+        import xarray as xr
+
+        xr.Dataset(
+            {"beta": (("variable", "feature", "lat", "lon"), self.beta)},
+            coords={
+                "variable": self.variables,
+                "feature": [feature_names(*self.harmonics)[i] for i in self.idx],
+            },
+            attrs={
+                "feature_index": self.idx,
+                "harmonics": list(self.harmonics),
+                "description": "harmonic climatology: value = features(time) . beta; see "
+                "wxmodels.data.stats (hour of day, day of year, UTC)",
+            },
+        ).to_netcdf(path)
+
+    @classmethod
+    def from_netcdf(cls, path) -> Climatology:
+        import xarray as xr
+
+        with xr.open_dataset(path) as ds:
+            idx = np.atleast_1d(ds.attrs["feature_index"]).tolist()
+            harm = np.atleast_1d(ds.attrs["harmonics"]).tolist()
+            return cls(
+                ds["beta"].values, idx, (harm[0], harm[1]), [str(v) for v in ds["variable"].values]
+            )

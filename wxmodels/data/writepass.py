@@ -169,10 +169,12 @@ def _merge(a: dict, b: dict) -> dict:
         "hash": np.concatenate([a["hash"], b["hash"]]),
         "nan_point": a["nan_point"] + b["nan_point"],
         "nan_step": np.concatenate([a["nan_step"], b["nan_step"]]),
-        "min": np.minimum(a["min"], b["min"]), "max": np.maximum(a["max"], b["max"]),
+        "min": np.minimum(a["min"], b["min"]),
+        "max": np.maximum(a["max"], b["max"]),
         "mom": _chan(a["mom"], b["mom"]),
         "dmom": _chan(_chan(a["dmom"], b["dmom"]), edge),
-        "first": a["first"], "last": b["last"],
+        "first": a["first"],
+        "last": b["last"],
         "clim": clim.to_arrays(),
         "n": a["n"] + b["n"],
     }
@@ -305,8 +307,13 @@ def run(
     # pairwise tree of merges of adjacent chunks: results are folded as soon as both halves
     # exist, so workers never hold the statistics of every chunk at once
     while len(tasks) > 1:
-        tasks = [dask.delayed(_merge, pure=False)(tasks[i], tasks[i + 1])
-                 if i + 1 < len(tasks) else tasks[i] for i in range(0, len(tasks), 2)]
+        tasks = [
+            dask.delayed(_merge, pure=False)(tasks[i], tasks[i + 1])
+            if i + 1 < len(tasks)
+            else tasks[i]
+            for i in range(0, len(tasks), 2)
+        ]
     (total,) = dask.compute(tasks[0])
-    return WriteResult([total], ClimAccumulator.from_arrays(total["clim"]), total["hash"],
-                       variables)
+    return WriteResult(
+        [total], ClimAccumulator.from_arrays(total["clim"]), total["hash"], variables
+    )

@@ -12,12 +12,24 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-__all__ = ["OrtForecaster", "export_onnx", "measure_latency", "onnx_parity", "ort_session"]
+from wxmodels.data.stats import Climatology
+
+__all__ = [
+    "OrtForecaster",
+    "export_onnx",
+    "measure_latency",
+    "onnx_parity",
+    "ort_session",
+    "torch_feeds",
+]
 
 log = logging.getLogger(__name__)
 
-INPUTS = ("state", "time")
 OUTPUT = "next"
+
+
+def _names(model: nn.Module) -> list[str]:
+    return ["state", "time", "clim"] if getattr(model, "climatology", False) else ["state", "time"]
 
 
 def export_onnx(
@@ -33,32 +45,34 @@ def export_onnx(
     model = model.eval().cpu()
     hist, nv = model.history, len(model.spec.variables)
     h, w = model.spec.grid
-    state = torch.zeros(1, hist, nv, h, w)
-    tm = torch.full((1,), 4.7e5)
+    args = [torch.zeros(1, hist, nv, h, w), torch.full((1,), 4.7e5)]
+    if model.climatology:
+        args.append(torch.zeros(1, hist + 1, nv, h, w))
+    names = _names(model)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         if dynamo:
             batch = torch.export.Dim("batch")
             torch.onnx.export(
                 model,
-                (state, tm),
+                tuple(args),
                 str(path),
-                input_names=list(INPUTS),
+                input_names=names,
                 output_names=[OUTPUT],
                 dynamo=True,
                 opset_version=max(opset, 18),
-                dynamic_shapes={"state": {0: batch}, "time": {0: batch}},
+                dynamic_shapes={n: {0: batch} for n in names},
             )
         else:
             torch.onnx.export(
                 model,
-                (state, tm),
+                tuple(args),
                 str(path),
-                input_names=list(INPUTS),
+                input_names=names,
                 output_names=[OUTPUT],
                 opset_version=opset,
                 dynamo=False,
-                dynamic_axes={k: {0: "batch"} for k in (*INPUTS, OUTPUT)},
+                dynamic_axes={k: {0: "batch"} for k in (*names, OUTPUT)},
             )
     return path
 
@@ -73,30 +87,86 @@ def ort_session(path: str | Path, *, threads: int = 1) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
-class OrtForecaster:
-    """A one-step forecaster backed by onnxruntime: ``(state, time) -> next`` on numpy arrays."""
+def _clim_window(
+    clim: Climatology,
+    time_h: np.ndarray,
+    history: int,
+    step_hours: float,
+    valid: np.ndarray | None = None,
+) -> np.ndarray:
+    """Climatology at the history times and the next valid time: ``(B, h + 1, V, H, W)``."""
+    offsets = step_hours * np.arange(-(history - 1), 2, dtype=np.float64)
+    hours = np.asarray(time_h, dtype=np.float64)[:, None] + offsets[None]
+    return clim.evaluate(hours, valid).astype(np.float32)
 
-    def __init__(self, path: str | Path, *, threads: int = 1):
+
+class OrtForecaster:
+    """A one-step forecaster backed by onnxruntime: ``(state, time) -> next`` on numpy arrays.
+
+    Models that take the climatology as input get it from ``climatology`` (the
+    ``climatology.nc`` shipped beside ``model.onnx``, found automatically when not given).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        threads: int = 1,
+        climatology: Climatology | None = None,
+        step_hours: float | None = None,
+    ):
         self.path = Path(path)
         self.session = ort_session(path, threads=threads)
-        shape = self.session.get_inputs()[0].shape  # [batch, history, V, H, W]
-        self.history = int(shape[1])
+        inputs = {i.name: i for i in self.session.get_inputs()}
+        self.history = int(inputs["state"].shape[1])
+        self.needs_clim = "clim" in inputs
+        if self.needs_clim and climatology is None:
+            side = self.path.with_name("climatology.nc")
+            if not side.exists():
+                raise FileNotFoundError(
+                    f"{self.path} takes a climatology input but there is no {side.name} beside it"
+                )
+            climatology = Climatology.from_netcdf(side)
+        self.climatology = climatology
+        if self.needs_clim and step_hours is None:
+            import json
+
+            spec = self.path.with_name("model.json")
+            if not spec.exists():
+                spec = self.path.parent / "torch" / "model.json"
+            step_hours = json.loads(spec.read_text())["_data"]["step_hours"]
+        self.step_hours = step_hours
+
+    def feeds(self, state: np.ndarray, time_h: np.ndarray) -> dict[str, np.ndarray]:
+        f = {
+            "state": np.ascontiguousarray(state, np.float32),
+            "time": np.ascontiguousarray(time_h, np.float32),
+        }
+        if self.needs_clim:
+            f["clim"] = _clim_window(self.climatology, time_h, self.history, self.step_hours)
+        return f
 
     def __call__(self, state: np.ndarray, time_h: np.ndarray) -> np.ndarray:
-        return self.session.run(
-            [OUTPUT],
-            {
-                "state": np.ascontiguousarray(state, np.float32),
-                "time": np.ascontiguousarray(time_h, np.float32),
-            },
-        )[0]
+        return self.session.run([OUTPUT], self.feeds(state, time_h))[0]
 
 
-def onnx_parity(model: nn.Module, path: str | Path, state: np.ndarray, time_h: np.ndarray) -> float:
+def torch_feeds(model: nn.Module, feeds: dict[str, np.ndarray]) -> tuple[torch.Tensor, ...]:
+    return tuple(torch.from_numpy(feeds[n]) for n in _names(model))
+
+
+def onnx_parity(
+    model: nn.Module,
+    path: str | Path,
+    state: np.ndarray,
+    time_h: np.ndarray,
+    climatology: Climatology | None = None,
+) -> float:
     """Largest |onnx - torch| over valid points, in units of each variable's std."""
+    runner = OrtForecaster(path, climatology=climatology, step_hours=model.spec.step_hours)
+    feeds = runner.feeds(state, time_h)
     with torch.no_grad():
-        ref = model.eval().cpu()(torch.from_numpy(state), torch.from_numpy(time_h)).numpy()
-    got = OrtForecaster(path)(state, time_h)
+        ref = model.eval().cpu()(*torch_feeds(model, feeds)).numpy()
+    got = runner.session.run([OUTPUT], feeds)[0]
     std = np.asarray(model.spec.std, np.float32).reshape(1, -1, 1, 1)
     diff = np.abs(got - ref) / std
     return float(np.nanmax(diff)) if np.isfinite(diff).any() else float("inf")
@@ -112,18 +182,18 @@ def measure_latency(
     repeats: int = 50,
     warmup: int = 5,
 ) -> float:
-    """Median wall time (ms) of one ``session.run`` at ``batch``."""
-    sess = ort_session(path, threads=threads)
+    """Median wall time (ms) of one ``session.run`` at ``batch`` (inputs prepared beforehand:
+    the climatology, when the model takes it, is part of the data, not of the timing)."""
+    runner = OrtForecaster(path, threads=threads)
     reps = int(np.ceil(batch / len(state)))
-    feeds = {
-        "state": np.ascontiguousarray(np.concatenate([state] * reps)[:batch], np.float32),
-        "time": np.ascontiguousarray(np.concatenate([time_h] * reps)[:batch], np.float32),
-    }
+    feeds = runner.feeds(
+        np.concatenate([state] * reps)[:batch], np.concatenate([time_h] * reps)[:batch]
+    )
     for _ in range(warmup):
-        sess.run([OUTPUT], feeds)
+        runner.session.run([OUTPUT], feeds)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        sess.run([OUTPUT], feeds)
+        runner.session.run([OUTPUT], feeds)
         times.append(time.perf_counter() - t0)
     return float(np.median(times) * 1e3)

@@ -10,7 +10,7 @@ from torch.nn import functional as F
 
 from wxmodels.nets.layers import Builder
 
-__all__ = ["ResNetCore", "UNetCore", "build_core"]
+__all__ = ["EnsembleCore", "ResNetCore", "UNetCore", "build_core"]
 
 
 class UNetCore(nn.Module):
@@ -74,6 +74,21 @@ class ResNetCore(nn.Module):
         return self.head(x)
 
 
+class EnsembleCore(nn.Module):
+    """The mean of several cores' outputs: an ensemble of independently trained members
+    (different seeds) that is still one network and one ONNX graph."""
+
+    def __init__(self, members: list[nn.Module]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.members[0](x)
+        for m in self.members[1:]:
+            out = out + m(x)
+        return out / len(self.members)
+
+
 def build_core(
     arch: str,
     *,
@@ -85,14 +100,27 @@ def build_core(
     padding: str,
     activation: str,
     overrides: Mapping[str, Mapping] | None = None,
+    dropout: float = 0.0,
+    members: int = 1,
 ) -> nn.Module:
-    """Build a core, applying architecture ``overrides`` (see :class:`Builder`)."""
-    b = Builder(padding, activation, overrides)
-    if arch == "unet":
-        core: nn.Module = UNetCore(cin, cout, grid, width, depth, b)
-    elif arch == "resnet":
-        core = ResNetCore(cin, cout, width, depth, b)
-    else:
+    """Build a core, applying architecture ``overrides`` (see :class:`Builder`); with
+    ``members > 1`` an :class:`EnsembleCore` (override names start ``members.<k>.``)."""
+    b = Builder(padding, activation, overrides, dropout)
+
+    def one() -> nn.Module:
+        if arch == "unet":
+            return UNetCore(cin, cout, grid, width, depth, b)
+        if arch == "resnet":
+            return ResNetCore(cin, cout, width, depth, b)
         raise ValueError(f"unknown arch {arch!r}; known: unet, resnet")
+
+    if members == 1:
+        core = one()
+    else:
+        parts = []
+        for k in range(members):
+            b.prefix = f"members.{k}."
+            parts.append(one())
+        core = EnsembleCore(parts)
     b.check_all_used()
     return core

@@ -3,12 +3,24 @@
 Inputs (also the ONNX signature):
     state: ``(B, history, V, H, W)`` float32, physical units, NaN where the grid is masked.
     time:  ``(B,)`` float32, hours since 1970-01-01 of the latest state (the initialisation).
+    clim:  ``(B, history + 1, V, H, W)`` float32, only for models with ``climatology=True``:
+           the climatology at the history times and at the next step's valid time.
 Output:
     next:  ``(B, V, H, W)`` float32, physical units one step later, NaN at masked points,
     clipped at zero for non-negative variables.
 
-Normalisation, static inputs (latitude, longitude, validity mask) and time features are inside
-the network, so a deployer feeds raw fields.
+With a climatology the network works on anomalies: it sees the normalised anomalies of the
+history and the normalised climatology of now and of the next step, and predicts
+
+    next = clim(t+1) + rho * (state(t) - clim(t)) + core(...) * tendency_std,
+
+where ``rho`` (per variable, learned, initialised to the anomalies' lag-1 autocorrelation) is the
+blending toward climatology that dominates at long leads. Without one it predicts
+``next = state(t) + core(...) * tendency_std``.
+
+Normalisation, static inputs (latitude, longitude, validity mask, and orography / land-sea mask
+when the store has them) and time features are inside the network, so a deployer feeds raw
+fields (and the climatology shipped with the model).
 """
 
 from __future__ import annotations
@@ -27,9 +39,17 @@ from torch import nn
 from wxmodels.nets.cores import build_core
 from wxmodels.schema import get_variable
 
-__all__ = ["Forecaster", "ForecasterSpec", "load_forecaster", "save_forecaster", "spec_from_json"]
+__all__ = [
+    "Forecaster",
+    "ForecasterSpec",
+    "ensemble",
+    "load_forecaster",
+    "member",
+    "save_forecaster",
+    "spec_from_json",
+]
 
-SPEC_VERSION = 1
+SPEC_VERSION = 2
 N_STATIC = 3  # latitude, longitude, validity mask
 N_TIME = 4  # sin/cos hour of day, sin/cos day of year
 
@@ -43,8 +63,14 @@ class ForecasterSpec:
         variables: canonical variable names, in channel order (V).
         lat, lon: grid coordinates (H, W), latitude ascending.
         step_hours: hours advanced by one forward call.
-        mean, std, tendency_std: per-variable normalisation (V), from the training window.
+        mean, std: per-variable normalisation of the fields (V).
+        tendency_std: scale of the network's output per variable (V): std of one-step
+            tendencies (of anomalies, with a climatology).
         overrides: architecture changes made by compression (see ``nets.layers.Builder``).
+        statics: names of extra static input fields (their values are buffers).
+        climatology: whether the model takes the climatology as input (anomaly form).
+        anomaly_std: std of the anomalies, to normalise them (V); with a climatology.
+        damping: initial anomaly persistence per step (V); with a climatology.
     """
 
     net: dict[str, Any]
@@ -56,10 +82,18 @@ class ForecasterSpec:
     std: list[float]
     tendency_std: list[float]
     overrides: dict[str, dict[str, int]] = field(default_factory=dict)
+    statics: list[str] = field(default_factory=list)
+    climatology: bool = False
+    anomaly_std: list[float] | None = None
+    damping: list[float] | None = None
 
     @property
     def grid(self) -> tuple[int, int]:
         return len(self.lat), len(self.lon)
+
+    @property
+    def history(self) -> int:
+        return int(self.net.get("history", 1))
 
     @property
     def padding(self) -> str:
@@ -78,22 +112,33 @@ def spec_from_json(obj: dict[str, Any]) -> ForecasterSpec:
     """Load a spec written by :meth:`ForecasterSpec.to_json` (only that type is accepted)."""
     if obj.get("_type") != "ForecasterSpec":
         raise ValueError(f"not a ForecasterSpec: _type={obj.get('_type')!r}")
-    if obj.get("_version") != SPEC_VERSION:
+    if obj.get("_version") not in (1, SPEC_VERSION):
         raise ValueError(f"ForecasterSpec version {obj.get('_version')} is not supported")
     return ForecasterSpec(**obj["_data"])
 
 
-class Forecaster(nn.Module):
-    """Physical-units one-step forecaster (see module docstring for the signature)."""
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-3, 1 - 1e-3)
+    return np.log(p / (1 - p))
 
-    def __init__(self, spec: ForecasterSpec, valid: np.ndarray | None = None):
+
+class Forecaster(nn.Module):
+    """Physical-units one-step forecaster (see the module docstring for the signature)."""
+
+    def __init__(
+        self,
+        spec: ForecasterSpec,
+        valid: np.ndarray | None = None,
+        statics: np.ndarray | None = None,
+    ):
         super().__init__()
         self.spec = spec
         nv = len(spec.variables)
         h, w = spec.grid
-        hist = int(spec.net.get("history", 1))
-        self.history = hist
+        self.history = spec.history
         self.time_features = bool(spec.net.get("time_features", True))
+        self.climatology = bool(spec.climatology)
+        self.members = int(spec.net.get("members", 1))
         shape = (1, 1, nv, 1, 1)
         self.register_buffer("mean", torch.tensor(spec.mean, dtype=torch.float32).view(shape))
         self.register_buffer("std", torch.tensor(spec.std, dtype=torch.float32).view(shape))
@@ -112,7 +157,27 @@ class Forecaster(nn.Module):
         )
         v = np.ones((h, w), bool) if valid is None else np.asarray(valid, bool)
         self.register_buffer("valid", torch.from_numpy(v.copy()).view(1, 1, h, w))
-        cin = hist * nv + N_STATIC + (N_TIME if self.time_features else 0)
+        ns = len(spec.statics)
+        st = (
+            np.zeros((ns, h, w), np.float32) if statics is None else np.asarray(statics, np.float32)
+        )
+        if st.shape != (ns, h, w):
+            raise ValueError(f"statics have shape {st.shape}, expected {(ns, h, w)}")
+        st = np.where(np.isfinite(st), st, 0.0)
+        mu = st.reshape(ns, -1).mean(axis=1).reshape(ns, 1, 1) if ns else st
+        sd = st.reshape(ns, -1).std(axis=1).reshape(ns, 1, 1) + 1e-6 if ns else st
+        self.register_buffer(
+            "statics", torch.from_numpy(((st - mu) / sd).astype(np.float32)).view(1, ns, h, w)
+        )
+        cin = self.history * nv + N_STATIC + ns + (N_TIME if self.time_features else 0)
+        if self.climatology:
+            cin += 2 * nv
+            asd = spec.anomaly_std or spec.std
+            self.register_buffer("anomaly_std", torch.tensor(asd, dtype=torch.float32).view(shape))
+            rho = spec.damping or [0.9] * nv
+            self.damping_logit = nn.Parameter(
+                torch.tensor(_logit(rho), dtype=torch.float32).view(1, nv, 1, 1)
+            )
         self.core = build_core(
             spec.net.get("arch", "unet"),
             cin=cin,
@@ -123,19 +188,42 @@ class Forecaster(nn.Module):
             padding=spec.padding,
             activation=spec.net.get("activation", "relu"),
             overrides=spec.overrides,
+            dropout=float(spec.net.get("dropout", 0.0)),
+            members=self.members,
         )
+        # a pointwise linear path beside the network: the model contains linear regression on
+        # its inputs as a special case (initialised at zero, so it starts as the plain network)
+        self.skip = None
+        if spec.net.get("linear_skip", False):
+            self.skip = nn.Conv2d(cin, nv, 1)
+            nn.init.zeros_(self.skip.weight)
+            nn.init.zeros_(self.skip.bias)
 
-    def inputs(self, state: torch.Tensor, time: torch.Tensor) -> torch.Tensor:
-        """Assemble the core's input ``(B, cin, H, W)`` from state and time."""
+    def inputs(
+        self, state: torch.Tensor, time: torch.Tensor, clim: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Assemble the core's input ``(B, cin, H, W)``."""
         b, hist, nv, h, w = state.shape
-        x = (state - self.mean) / self.std
-        x = torch.where(torch.isnan(x), torch.zeros_like(x), x).reshape(b, hist * nv, h, w)
+        if self.climatology:
+            x = (state - clim[:, :hist]) / self.anomaly_std
+        else:
+            x = (state - self.mean) / self.std
+        # outside the domain (and wherever a value is missing) every field input is 0, whatever
+        # the caller supplied there
+        keep = self.valid.view(1, 1, 1, h, w)
+        x = torch.where(torch.isnan(x) | ~keep, torch.zeros_like(x), x).reshape(b, hist * nv, h, w)
         feats = [
             x,
             self.lat_feature.expand(b, 1, h, w),
             self.lon_feature.expand(b, 1, h, w),
             self.valid.to(x.dtype).expand(b, 1, h, w),
         ]
+        if self.statics.shape[1]:
+            feats.append(self.statics.expand(b, -1, h, w))
+        if self.climatology:
+            c = (clim[:, -2:] - self.mean) / self.std
+            c = torch.where(torch.isnan(c) | ~keep, torch.zeros_like(c), c)
+            feats.append(c.reshape(b, 2 * nv, h, w))
         if self.time_features:
             hod = 2 * math.pi * torch.remainder(time, 24.0) / 24.0
             doy = 2 * math.pi * torch.remainder(time, 8766.0) / 8766.0  # 365.25 days
@@ -143,14 +231,80 @@ class Forecaster(nn.Module):
             feats.append(tf.view(b, N_TIME, 1, 1).expand(b, N_TIME, h, w))
         return torch.cat(feats, dim=1)
 
-    def forward(self, state: torch.Tensor, time: torch.Tensor) -> torch.Tensor:
-        last = state[:, -1]
-        delta = self.core(self.inputs(state, time))
-        nxt = torch.maximum(last + delta * self.tendency_std, self.floor)
+    def forward(
+        self, state: torch.Tensor, time: torch.Tensor, clim: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        # NaNs (outside the domain) are zeroed before any arithmetic that involves parameters:
+        # 0 * NaN in the backward pass would poison the gradients even where masked
+        inp = self.inputs(state, time, clim)
+        out = self.core(inp) if self.skip is None else self.core(inp) + self.skip(inp)
+        nxt = self.base(state, clim) + out * self.tendency_std
+        nxt = torch.maximum(nxt, self.floor)
         return torch.where(self.valid, nxt, torch.full_like(nxt, float("nan")))
+
+    def base(self, state: torch.Tensor, clim: torch.Tensor | None = None) -> torch.Tensor:
+        """What the next state is without the networks: persistence, or with a climatology
+        ``clim(t+1) + rho * (state(t) - clim(t))`` (damped anomaly persistence)."""
+        last = _zero_nan(state[:, -1])
+        if not self.climatology:
+            return last
+        rho = torch.sigmoid(self.damping_logit)
+        return _zero_nan(clim[:, -1]) + rho * (last - _zero_nan(clim[:, -2]))
 
     def n_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def ensemble(members: list[Forecaster]) -> Forecaster:
+    """One forecaster whose step is the mean of the members' steps (the same spec, each
+    with one core). Exact: the linear path and the damping enter the step linearly, so they
+    are averaged (the damping as a probability, not a logit); only the final clipping at zero
+    of non-negative variables acts on the mean."""
+    first = members[0]
+    if len(members) == 1:
+        return first
+    spec = ForecasterSpec(**{**asdict(first.spec), "net": {**first.spec.net}})
+    spec.net["members"] = len(members)
+    spec.overrides = {
+        f"members.{k}.{fqn}": o
+        for k, m in enumerate(members)
+        for fqn, o in m.spec.overrides.items()
+    }
+    h, w = spec.grid
+    out = Forecaster(spec, valid=first.valid.view(h, w).cpu().numpy(), statics=None)
+    with torch.no_grad():
+        out.statics.copy_(first.statics.cpu())  # already normalised
+        for k, m in enumerate(members):
+            out.core.members[k].load_state_dict(m.core.state_dict())
+        if out.skip is not None:
+            out.skip.weight.copy_(torch.stack([m.skip.weight for m in members]).mean(0))
+            out.skip.bias.copy_(torch.stack([m.skip.bias for m in members]).mean(0))
+        if out.climatology:
+            rho = torch.stack([torch.sigmoid(m.damping_logit) for m in members]).mean(0)
+            out.damping_logit.copy_(torch.log(rho / (1 - rho)))
+    return out.eval()
+
+
+def member(model: Forecaster, k: int) -> Forecaster:
+    """Member ``k`` of an ensemble as a forecaster of its own (for a warm start)."""
+    if model.members == 1:
+        return model
+    spec = ForecasterSpec(**{**asdict(model.spec), "net": {**model.spec.net, "members": 1}})
+    p = f"members.{k}."
+    spec.overrides = {f[len(p) :]: o for f, o in model.spec.overrides.items() if f.startswith(p)}
+    h, w = spec.grid
+    out = Forecaster(spec, valid=model.valid.view(h, w).cpu().numpy())
+    state = {
+        (name.replace(f"core.members.{k}.", "core.", 1)): v
+        for name, v in model.state_dict().items()
+        if not name.startswith("core.members.") or name.startswith(f"core.members.{k}.")
+    }
+    out.load_state_dict(state, strict=True)
+    return out
+
+
+def _zero_nan(x: torch.Tensor) -> torch.Tensor:
+    return torch.where(torch.isnan(x), torch.zeros_like(x), x)
 
 
 def save_forecaster(model: Forecaster, directory: str | Path) -> dict[str, Path]:
@@ -168,6 +322,8 @@ def load_forecaster(directory: str | Path) -> Forecaster:
     directory = Path(directory)
     spec = spec_from_json(json.loads((directory / "model.json").read_text()))
     tensors = load_file(directory / "model.safetensors")
-    model = Forecaster(spec, valid=tensors["valid"].numpy().reshape(spec.grid))
+    h, w = spec.grid
+    statics = tensors["statics"].numpy().reshape(-1, h, w) if "statics" in tensors else None
+    model = Forecaster(spec, valid=tensors["valid"].numpy().reshape(spec.grid), statics=statics)
     model.load_state_dict(tensors, strict=True)
     return model.eval()

@@ -78,16 +78,25 @@ class Builder:
     ``{"mid": c}`` on a :class:`ConvBlock`: its inner channel count (structured pruning).
     """
 
-    def __init__(self, padding: str, activation: str, overrides: Mapping[str, Mapping] | None):
+    def __init__(
+        self,
+        padding: str,
+        activation: str,
+        overrides: Mapping[str, Mapping] | None,
+        dropout: float = 0.0,
+    ):
         self.padding = padding
         self.activation = activation
+        self.dropout = dropout
         self.overrides = dict(overrides or {})
         self.used: set[str] = set()
+        self.prefix = ""  # "members.<k>." while building one member of an ensemble core
 
     def get(self, fqn: str) -> Mapping:
-        if fqn in self.overrides:
-            self.used.add(fqn)
-        return self.overrides.get(fqn, {})
+        key = self.prefix + fqn
+        if key in self.overrides:
+            self.used.add(key)
+        return self.overrides.get(key, {})
 
     def conv(self, fqn: str, cin: int, cout: int, k: int = 3) -> PaddedConv:
         rank = self.get(fqn).get("rank")
@@ -117,8 +126,9 @@ class ConvBlock(nn.Module):
         super().__init__()
         self.conv1 = b.conv(f"{fqn}.conv1", cin, mid)
         self.act1 = b.act()
+        self.drop = nn.Dropout2d(b.dropout) if b.dropout > 0 else nn.Identity()
         self.conv2 = b.conv(f"{fqn}.conv2", mid, cout)
         self.act2 = b.act()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act2(self.conv2(self.act1(self.conv1(x))))
+        return self.act2(self.conv2(self.drop(self.act1(self.conv1(x)))))

@@ -37,10 +37,12 @@ class FitReport:
 
     epochs: int = 0
     best_val: float = float("inf")
+    initial_val: float = float("nan")
     best_epoch: int = -1
     train_loss: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
     phase: list[str] = field(default_factory=list)
+    steps: list[int] = field(default_factory=list)
     wall_s: float = 0.0
     stopped: str = ""
 
@@ -49,20 +51,32 @@ class FitReport:
 
 
 class Batches:
-    """Gathers ``(state, time, targets)`` tensors for init indices from in-memory fields."""
+    """Gathers ``(state, time, clim, targets)`` tensors for init indices from in-memory fields.
 
-    def __init__(self, fields: Fields, history: int, device: torch.device):
+    ``clim_all (T, V, H, W)`` is the model's input climatology at every time (``None`` for
+    models without one).
+    """
+
+    def __init__(
+        self, fields: Fields, history: int, device: torch.device, clim_all: np.ndarray | None = None
+    ):
         self.data = torch.from_numpy(fields.data).to(device)
         self.hours = torch.from_numpy(fields.hours.astype(np.float32)).to(device)
+        self.clim = None if clim_all is None else torch.from_numpy(clim_all).to(device)
         self.history = history
         self.device = device
 
-    def get(self, inits: np.ndarray, steps: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Shapes: state ``(B, h, V, H, W)``, time ``(B,)``, targets ``(B, steps, V, H, W)``."""
+    def get(self, inits: np.ndarray, steps: int):
+        """Shapes: state ``(B, h, V, H, W)``, time ``(B,)``, clim ``(B, h + steps, V, H, W)``
+        or ``None``, targets ``(B, steps, V, H, W)``."""
         i = torch.as_tensor(np.asarray(inits), device=self.device)
         hist = i[:, None] + torch.arange(-self.history + 1, 1, device=self.device)
         tgt = i[:, None] + torch.arange(1, steps + 1, device=self.device)
-        return self.data[hist], self.hours[i], self.data[tgt]
+        clim = None
+        if self.clim is not None:
+            win = i[:, None] + torch.arange(-self.history + 1, steps + 1, device=self.device)
+            clim = self.clim[win]
+        return self.data[hist], self.hours[i], clim, self.data[tgt]
 
 
 def masked_loss(
@@ -70,9 +84,10 @@ def masked_loss(
 ) -> torch.Tensor:
     """Latitude-weighted MSE in std units over finite targets.
 
+    A NaN forecast where the target is finite makes the loss NaN (never silently zero).
     Shapes: pred/target ``(B, S, V, H, W)``, std ``(V,)``, weights ``(H, 1)``.
     """
-    ok = torch.isfinite(target) & torch.isfinite(pred)
+    ok = torch.isfinite(target)
     err = torch.where(ok, (pred - target) / std.view(1, 1, -1, 1, 1), torch.zeros_like(pred))
     w = weights * ok
     return (err.pow(2) * w).sum() / w.sum().clamp_min(1.0)
@@ -87,6 +102,7 @@ def fit(
     epochs: int,
     rollout_epochs: int = 0,
     rollout_steps: int = 4,
+    rollout_max_steps: int | None = None,
     batch_size: int = 16,
     lr: float = 1e-3,
     weight_decay: float = 0.0,
@@ -98,48 +114,71 @@ def fit(
     alpha: float = 1.0,
     device: torch.device | None = None,
     desc: str = "train",
+    clim_all: np.ndarray | None = None,
+    input_noise: float = 0.0,
+    loss_norm: str = "field",
 ) -> FitReport:
     """Train ``model`` in place and load its best validation state at the end.
 
     Args:
-        model: a forecaster ``(state, time) -> next``; its ``history`` and ``spec`` are read.
+        model: a forecaster; its ``history`` and ``spec`` are read.
         fields: in-memory data.
-        train_inits, val_inits: init indices (their windows must be complete for
-            ``rollout_steps``).
-        epochs: one-step epochs.
+        train_inits, val_inits: init indices (windows complete for ``rollout_steps``).
+        epochs: one-step epochs (cut short by ``patience``: the rollout phase then starts).
         rollout_epochs: epochs of rollout fine-tuning over ``rollout_steps`` steps (lr / 3).
+        rollout_max_steps: when given, the rollout length grows linearly from
+            ``rollout_steps`` to this over the rollout epochs (a curriculum), and validation
+            scores a rollout this long; the inits must be complete for it.
         teacher: when given, targets are ``alpha * truth + (1 - alpha) * teacher rollout``
             (knowledge distillation).
+        clim_all: the input climatology at every time of ``fields`` (climatology models).
+        loss_norm: ``field`` (errors in units of each variable's std) or ``tendency`` (of
+            the std of its one-step change).
+        input_noise: std (in units of each variable's std) of the Gaussian noise added to the
+            initial states while training (robustness of the rollout).
         max_minutes: wall-clock budget; the loop stops (keeping the best state) when spent.
 
     Returns:
-        a :class:`FitReport`.
+        a :class:`FitReport`; validation is the loss of a ``rollout_steps`` rollout.
     """
     device = device or next(model.parameters()).device
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     spec = model.spec
     std = torch.tensor(spec.std, dtype=torch.float32, device=device)
+    # per-variable loss scale: the field's std, or the std of its one-step change (as
+    # GraphCast weights its loss), which keeps smooth variables from being drowned by the
+    # fast, noisy ones (radiation, precipitation)
+    scale = (
+        std
+        if loss_norm == "field"
+        else torch.tensor(spec.tendency_std, dtype=torch.float32, device=device)
+    )
     weights = torch.from_numpy(lat_weights_np(fields.lat)).float().view(-1, 1).to(device)
-    batches = Batches(fields, model.history, device)
+    batches = Batches(fields, model.history, device, clim_all)
     if teacher is not None:
         teacher = teacher.to(device).eval()
+        tb = Batches(fields, teacher.history, device, clim_all)
     report = FitReport()
     t0 = time.perf_counter()
     best_state = copy.deepcopy(model.state_dict())
-    val_steps = rollout_steps if rollout_epochs else 1
-    plan = [("one-step", 1, lr)] * epochs + [("rollout", rollout_steps, lr / 3)] * rollout_epochs
-    if not plan:
-        return report
+    longest = max(rollout_steps, rollout_max_steps or rollout_steps)
+    val_steps = longest if rollout_epochs else 1
+    lengths = np.linspace(rollout_steps, longest, max(rollout_epochs, 1)).round().astype(int)
+    plan = [("one-step", 1, lr)] * epochs + [
+        ("rollout", int(n), lr / 3) for n in lengths[:rollout_epochs]
+    ]
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    noise_scale = std.view(1, 1, -1, 1, 1) * input_noise
     bad = 0
 
-    def targets(state, tm, truth, steps):
+    def targets(idx, truth, steps):
         if teacher is None or alpha >= 1.0:
             return truth
+        state, tm, clim, _ = tb.get(idx, steps)
         with torch.no_grad():
-            tp = rollout(teacher, state, tm, steps, spec.step_hours)
+            tp = rollout(teacher, state, tm, steps, spec.step_hours, clim)
         return alpha * truth + (1 - alpha) * tp
 
     def evaluate(steps: int) -> float:
@@ -148,17 +187,25 @@ def fit(
         with torch.no_grad():
             for k in range(0, len(val_inits), 64):
                 idx = val_inits[k : k + 64]
-                state, tm, truth = batches.get(idx, steps)
-                pred = rollout(model, state, tm, steps, spec.step_hours)
-                tot += float(masked_loss(pred, truth, std, weights)) * len(idx)
+                state, tm, clim, truth = batches.get(idx, steps)
+                pred = rollout(model, state, tm, steps, spec.step_hours, clim)
+                tot += float(masked_loss(pred, truth, scale, weights)) * len(idx)
                 n += len(idx)
         return tot / max(n, 1)
 
+    # the starting point is a candidate too: training that never beats it on validation
+    # (a warm start, a least-squares initialisation, a model before fine-tuning) keeps it
+    report.best_val = report.initial_val = evaluate(val_steps)
+    log.info("%s initial validation loss %.4f", desc, report.best_val)
+    if not plan:
+        return report
     bar = tqdm(total=len(plan), desc=desc, disable=None, leave=False)
     ep = -1
     while ep + 1 < len(plan):
         ep += 1
         phase, steps, ep_lr = plan[ep]
+        if ep > 0 and plan[ep - 1][0] != phase:
+            bad = 0  # a new phase gets its own patience
         bar.update(1)
         # cosine decay within each phase
         first = next(j for j, p in enumerate(plan) if p[0] == phase)
@@ -173,10 +220,17 @@ def fit(
         tot, n = 0.0, 0
         for k in range(0, len(order), batch_size):
             idx = order[k : k + batch_size]
-            state, tm, truth = batches.get(idx, steps)
-            tgt = targets(state, tm, truth, steps)
-            pred = rollout(model, state, tm, steps, spec.step_hours)
-            loss = masked_loss(pred, tgt, std, weights)
+            state, tm, clim, truth = batches.get(idx, steps)
+            tgt = targets(idx, truth, steps)
+            if input_noise:
+                state = state + torch.randn_like(state) * noise_scale
+            pred = rollout(model, state, tm, steps, spec.step_hours, clim)
+            loss = masked_loss(pred, tgt, scale, weights)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"{desc}: the training loss is not finite (epoch "
+                    f"{ep + 1}); lower the learning rate"
+                )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(params, 1.0)
@@ -189,6 +243,7 @@ def fit(
         report.train_loss.append(tot / max(n, 1))
         report.val_loss.append(val)
         report.phase.append(phase)
+        report.steps.append(steps)
         report.epochs = ep + 1
         bar.set_postfix(train=f"{tot / max(n, 1):.4f}", val=f"{val:.4f}", phase=phase)
         log.info("%s epoch %d (%s): train %.4f val %.4f", desc, ep + 1, phase, tot / max(n, 1), val)
