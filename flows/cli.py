@@ -157,13 +157,14 @@ def ingest(config: ConfigOpt, set_: SetOpt = None) -> None:
 def train(
     config: ConfigOpt,
     set_: SetOpt = None,
-    warm_start: Annotated[
-        str | None,
-        typer.Option(help="Teacher directory, or NAME@ALIAS in the registry, to start from."),
-    ] = None,
+    warm_start: WarmOpt = None,
+    from_scratch: ScratchOpt = False,
 ) -> None:
-    """Train (or reuse) the teacher on the store's current version."""
-    cfg = _load(config, set_)
+    """Train (or reuse) the teacher on the store's current version.
+
+    By default it warm-starts from the registry's current teacher when the store has moved
+    since that one was trained (``train.init``)."""
+    cfg = _load(config, [*(set_ or []), *(["train.init=scratch"] if from_scratch else [])])
     ws = _resolve_warm_start(cfg, warm_start)
     stages, _ = _flows()
     rec = stages.train_flow(cfg, ws)
@@ -173,10 +174,31 @@ def train(
     )
 
 
+WarmOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Teacher directory, or NAME@ALIAS / NAME@VERSION in the registry, to start from "
+        "(default: the registry's current teacher when the store has moved)."
+    ),
+]
+ScratchOpt = Annotated[
+    bool, typer.Option("--from-scratch", help="Train the teacher from random weights.")
+]
+
+
 def _resolve_warm_start(cfg, warm_start: str | None) -> str | None:
-    if not warm_start or "@" not in warm_start:
+    """A directory as given; a registry reference pulled (verified) under the workdir."""
+    if not warm_start or "@" not in warm_start or Path(warm_start).exists():
         return warm_start
-    raise WxcError("warm start from the registry is not supported yet: pass a teacher directory")
+    from wxmodels.registry import Registry
+
+    reg = Registry(cfg.promote.registry, cfg.promote.storage_options)
+    name, version = reg.resolve(warm_start)
+    dest = Path(cfg.workdir) / "incumbent" / version
+    if not (dest / "manifest.json").exists():
+        reg.pull(f"{name}@{version}", dest.with_name(f".{version}.partial"))
+        dest.with_name(f".{version}.partial").rename(dest)
+    return str(dest)
 
 
 @app.command()
@@ -211,6 +233,7 @@ def evaluate(config: ConfigOpt, set_: SetOpt = None, dask_address: DaskOpt = Non
         cfg, teacher, matrix["cells"], matrix["failures"]
     )
     _print_candidates(ev)
+    _print_verdict(ev.get("incumbent"))
 
 
 @app.command()
@@ -222,6 +245,7 @@ def promote(config: ConfigOpt, set_: SetOpt = None) -> None:
     teacher = load_latest(cfg, "train", "promote")
     ev = load_latest(cfg, "evaluate", "promote")
     stages, _ = _flows()
+    _print_verdict(ev.get("incumbent"))
     for p in stages.promote_flow(cfg, ev, teacher["dir"]):
         out.print(f"{p['model']}@{p['version']} ({p['cell']}): {', '.join(p['aliases'])}")
 
@@ -232,11 +256,15 @@ def run(
     set_: SetOpt = None,
     dask_address: DaskOpt = None,
     report: Annotated[Path | None, typer.Option(help="Write the cycle report (JSON).")] = None,
+    warm_start: WarmOpt = None,
+    from_scratch: ScratchOpt = False,
 ) -> None:
     """Run the whole cycle: ingest, train, compress, evaluate, promote."""
-    cfg = _load(config, set_, dask_address)
+    sets = [*(set_ or []), *(["train.init=scratch"] if from_scratch else [])]
+    cfg = _load(config, sets, dask_address)
+    ws = _resolve_warm_start(cfg, warm_start)
     _, cycle = _flows()
-    rep = cycle.cycle_flow(cfg)
+    rep = cycle.cycle_flow(cfg, ws)
     if report:
         from wxmodels.utils import write_json_atomic
 
@@ -282,6 +310,21 @@ def _gate_cell(gate: dict[str, Any]) -> str:
     return f"[red]fail[/]: {first}{more}"
 
 
+def _print_verdict(inc: dict[str, Any] | None) -> None:
+    """The new teacher against the registry's current one."""
+    if not inc:
+        return
+    v = inc["verdict"]
+    ratio = f"mean RMSE ratio {v['mean_ratio']:.4f}" if v["mean_ratio"] is not None else ""
+    if v["promote"]:
+        out.print(f"new teacher vs current {inc['version']}: {ratio} (may replace it)")
+    else:
+        err.print(
+            f"[yellow]new teacher NOT promoted[/]: worse than the current teacher "
+            f"{inc['version']}: " + "; ".join(v["reasons"]) + ". Production is unchanged."
+        )
+
+
 def _print_report(rep: dict[str, Any]) -> None:
     t = Table(title=f"{rep['name']}: candidates")
     for col in ("cell", "recipe", "size ratio", "speedup b1"):
@@ -298,6 +341,7 @@ def _print_report(rep: dict[str, Any]) -> None:
     out.print(t)
     for f in rep["failures"]:
         err.print(f"[red]cell {f['name']} failed[/]: {f['error']}")
+    _print_verdict(rep.get("incumbent"))
     for p in rep["promoted"]:
         out.print(
             f"promoted {p['model']}@{p['version']} ({p['cell']}) as {', '.join(p['aliases'])}"

@@ -10,7 +10,13 @@ from prefect.futures import PrefectFuture
 
 from flows.state import save_latest
 from tasks.compress import build_cell_task
-from tasks.evaluate import assemble_task, latency_task, score_baselines_task, score_model_task
+from tasks.evaluate import (
+    assemble_task,
+    incumbent_task,
+    latency_task,
+    score_baselines_task,
+    score_model_task,
+)
 from tasks.ingest import ingest_task
 from tasks.promote import promote_task
 from tasks.train import train_teacher_task
@@ -106,20 +112,27 @@ def evaluate_flow(
     cells: list[dict[str, Any]],
     failures: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Score teacher, candidates and baselines on the test window; time them; apply gates."""
+    """Score teacher, candidates and baselines on the test window; time them; apply gates.
+
+    The registry's current teacher, when it is another one, is scored too (as ``incumbent``):
+    the promotion of the new teacher depends on it.
+    """
     tdir = teacher["dir"]
     models = {"teacher": f"{tdir}/model.onnx", **{c["name"]: c["onnx"] for c in cells}}
-    score_f = {n: score_model_task.submit(config, n, p, tdir) for n, p in models.items()}
-    base_f = score_baselines_task.submit(config, tdir)
+    incumbent = incumbent_task(config, teacher)
+    score_f = {n: score_model_task.submit(config, n, p) for n, p in models.items()}
+    if incumbent is not None and incumbent["comparable"]:
+        score_f["incumbent"] = score_model_task.submit(config, "incumbent", incumbent["onnx"])
+    base_f = score_baselines_task.submit(config)
     scores, failed = _gather(score_f)
     failed = {**(failures or {}), **failed}
     if "teacher" in failed:
         raise WxcError(f"scoring the teacher failed: {failed['teacher']}")
     kept = [c for c in cells if c["name"] in scores]
     # timed alone, after the scoring, so that no other task competes for the cores
-    latencies = latency_task.submit(config, {n: models[n] for n in scores}).result()
+    latencies = latency_task.submit(config, {n: models[n] for n in scores if n in models}).result()
     evaluation = assemble_task(
-        config, teacher, kept, list(scores.values()), base_f.result(), latencies, failed
+        config, teacher, kept, list(scores.values()), base_f.result(), latencies, failed, incumbent
     )
     save_latest(config, "evaluate", evaluation)
     return evaluation

@@ -10,25 +10,48 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from wxmodels.config.cycle import CycleConfig
+from wxmodels.pipeline import champion
 from wxmodels.pipeline import evaluate as ev
 
-__all__ = ["assemble_task", "latency_task", "score_baselines_task", "score_model_task"]
+__all__ = [
+    "assemble_task",
+    "incumbent_task",
+    "latency_task",
+    "score_baselines_task",
+    "score_model_task",
+]
+
+
+@task(name="current-teacher", retries=2, retry_delay_seconds=5)
+def incumbent_task(config: CycleConfig, teacher: dict[str, Any]) -> dict[str, Any] | None:
+    """The registry's current teacher, pulled and verified, when it is not this teacher: it is
+    scored on the same test window and the new teacher must not be worse to replace it."""
+    log = get_run_logger()
+    inc = champion.challenge(config, teacher)
+    if inc is None:
+        log.info("no other teacher in the registry: nothing to compare the new teacher with")
+    else:
+        log.info(
+            "current teacher %s@%s (%s) is scored beside the new one",
+            config.name,
+            inc["version"],
+            inc["teacher_id"],
+        )
+    return inc
 
 
 @task(name="score-model", task_run_name="score-{name}", timeout_seconds=3600)
-def score_model_task(
-    config: CycleConfig, name: str, onnx_path: str, teacher_dir: str
-) -> dict[str, Any]:
+def score_model_task(config: CycleConfig, name: str, onnx_path: str) -> dict[str, Any]:
     """Forecast the test window with the ONNX model in onnxruntime and score it."""
-    rec = ev.score_model(config, name, onnx_path, teacher_dir)
+    rec = ev.score_model(config, name, onnx_path)
     get_run_logger().info("%s scored on %d inits in %.1f s", name, rec["n_inits"], rec["wall_s"])
     return rec
 
 
 @task(name="score-baselines", timeout_seconds=3600)
-def score_baselines_task(config: CycleConfig, teacher_dir: str) -> dict[str, Any]:
+def score_baselines_task(config: CycleConfig) -> dict[str, Any]:
     """Persistence and climatology on the same inits and leads."""
-    return ev.score_baselines(config, teacher_dir)
+    return ev.score_baselines(config)
 
 
 @task(name="latency", timeout_seconds=3600)
@@ -51,7 +74,13 @@ def _rows(evaluation: dict[str, Any]) -> list[dict[str, Any]]:
         (c["name"], c["label"], c["size_bytes"], c["latency_ms_batch1"], c["gate"])
         for c in evaluation["candidates"]
     ]
-    entries += [(b, "baseline", None, None, None) for b in ("persistence", "climatology")]
+    if "incumbent" in sc:
+        entries.append(("incumbent", "current teacher", None, None, None))
+    entries += [
+        (b, "baseline", None, None, None)
+        for b in ("persistence", "climatology", "linear")
+        if b in sc
+    ]
     for name, label, size, lat, gate in entries:
         row: dict[str, Any] = {
             "model": name,
@@ -80,10 +109,24 @@ def assemble_task(
     baselines: dict[str, Any],
     latencies: dict[str, dict[str, float]],
     failures: dict[str, str],
+    incumbent: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Scorecard and gates; published as a table artifact."""
     log = get_run_logger()
-    evaluation = ev.assemble(config, teacher, cells, scores, baselines, latencies, failures)
+    evaluation = ev.assemble(
+        config, teacher, cells, scores, baselines, latencies, failures, incumbent
+    )
+    if "incumbent" in evaluation:
+        v = evaluation["incumbent"]["verdict"]
+        msg = "; ".join(v["reasons"]) or f"mean RMSE ratio {v['mean_ratio']:.4f}"
+        if v["promote"]:
+            log.info("the new teacher may replace %s: %s", evaluation["incumbent"]["version"], msg)
+        else:
+            log.warning(
+                "the new teacher is worse than the current one (%s): %s",
+                evaluation["incumbent"]["version"],
+                msg,
+            )
     for c in evaluation["candidates"]:
         if c["gate"]["passed"]:
             log.info("%s passes the gates", c["name"])
@@ -98,8 +141,8 @@ def assemble_task(
     for p in evaluation.get("plots", []):
         png = base64.b64encode(Path(p).read_bytes()).decode()
         create_markdown_artifact(
-            key="skill-plot",
+            key=Path(p).stem.replace("_", "-"),
             markdown=f"![{Path(p).stem}](data:image/png;base64,{png})",
-            description="RMSE against lead time",
+            description=Path(p).stem.replace("_", " "),
         )
     return evaluation

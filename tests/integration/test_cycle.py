@@ -179,3 +179,75 @@ def test_cli_pull_of_tampered_artifact_fails(cycle_run):
         assert len(r.stderr.strip().splitlines()) <= 2
     finally:
         f.write_bytes(original)
+
+
+# -- retraining: the registry's teacher is the one to beat -------------------------------------
+def _with(cfg: CycleConfig, **sections: dict) -> CycleConfig:
+    raw = cfg.model_dump()
+    for section, values in sections.items():
+        node = raw
+        *path, last = section.split(".")
+        for p in path:
+            node = node[p]
+        node[last] = {**node[last], **values}
+    return CycleConfig.model_validate(raw)
+
+
+def test_worse_retrained_teacher_is_not_promoted(cycle_run):
+    """A teacher made worse (untrained: random network, no least-squares start, no epochs) is
+    scored against the registry's current teacher on the same test window and refused; the
+    registry does not change."""
+    from flows.stages import evaluate_flow, promote_flow, train_flow
+
+    _, cfg, rep = cycle_run
+    reg = Registry(cfg.promote.registry)
+    aliases = reg.aliases(cfg.name)
+    n_versions = len(reg.versions(cfg.name))
+    worse = _with(
+        cfg,
+        train={"init": "scratch", "epochs": 0, "rollout_epochs": 0},
+        net={"linear_init": False},
+    )
+    teacher = train_flow(worse)
+    assert teacher["id"] != rep["teacher"]["id"] and teacher["parent"] is None
+    evaluation = evaluate_flow(worse, teacher, [])
+    inc = evaluation["incumbent"]
+    assert inc["version"] == aliases["teacher"]
+    assert inc["teacher_id"] == rep["teacher"]["id"]
+    v = inc["verdict"]
+    assert v["promote"] is False
+    assert v["mean_ratio"] > 1 + worse.promote.teacher_tolerance
+    assert any("current teacher" in r for r in v["reasons"])
+    # both teachers are in the scorecard, on the same inits
+    assert {"teacher", "incumbent"} <= set(evaluation["scorecard"])
+    assert promote_flow(worse, evaluation, teacher["dir"]) == []
+    assert reg.aliases(cfg.name) == aliases
+    assert len(reg.versions(cfg.name)) == n_versions
+
+
+def test_retrain_warm_starts_from_the_registry_teacher(cycle_run):
+    """After new data arrives, the retrained teacher starts from the registry's teacher and
+    records it as its parent; the comparison with it is in the evaluation and lineage."""
+    from flows.stages import evaluate_flow, ingest_flow, promote_flow, train_flow
+
+    _, cfg, rep = cycle_run
+    reg = Registry(cfg.promote.registry)
+    current = reg.resolve_alias(cfg.name, "teacher")
+    more = _with(cfg, **{"data.source": {"days": cfg.data.source.days + 1}})
+    assert ingest_flow(more)["appended"] == 24
+    teacher = train_flow(more)
+    assert teacher["parent"] == rep["teacher"]["id"]
+    assert teacher["parent_version"] == current
+    assert "warm start" in teacher["init"]
+    evaluation = evaluate_flow(more, teacher, [])
+    v = evaluation["incumbent"]["verdict"]
+    assert v["mean_ratio"] is not None and set(v["ratios"]) == set(more.data.variables)
+    promoted = promote_flow(more, evaluation, teacher["dir"])
+    if v["promote"]:
+        (t,) = [p for p in promoted if p["kind"] == "teacher"]
+        man = reg.manifest(f"{cfg.name}@{t['version']}")
+        assert man["lineage"]["teacher_parent"] == rep["teacher"]["id"]
+        assert man["lineage"]["teacher_parent_version"] == current
+        assert reg.resolve_alias(cfg.name, "teacher") == t["version"]
+    else:
+        assert promoted == [] and reg.resolve_alias(cfg.name, "teacher") == current

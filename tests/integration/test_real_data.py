@@ -114,8 +114,8 @@ def test_small_teacher_beats_persistence_on_wfde5(shared_data, tmp_path):
     )
     ingest(cfg.data)
     teacher = train_teacher(cfg)
-    s = ev.score_model(cfg, "teacher", f"{teacher['dir']}/model.onnx", teacher["dir"])
-    b = ev.score_baselines(cfg, teacher["dir"])
+    s = ev.score_model(cfg, "teacher", f"{teacher['dir']}/model.onnx")
+    b = ev.score_baselines(cfg)
     t_rmse = s["scores"]["teacher"]["rmse"]["2m_temperature"]["1"]
     p_rmse = b["scores"]["persistence"]["rmse"]["2m_temperature"]["1"]
     c_rmse = b["scores"]["climatology"]["rmse"]["2m_temperature"]["1"]

@@ -55,6 +55,10 @@ class CompressContext:
     train: TrainConfig
     seed: int = 0
     max_minutes: float = 5.0
+    clim_all: np.ndarray | None = None
+    """The teacher's input climatology at every time (climatology models)."""
+    climatology: object | None = None
+    """That climatology (:class:`~wxmodels.data.stats.Climatology`), for ONNX feeds."""
 
     def inits(self, part: str, history: int, steps: int) -> np.ndarray:
         return self.split.inits(self.fields, part, history=history, lead_steps=steps)
@@ -93,15 +97,31 @@ class CompressContext:
             teacher=teacher,
             alpha=alpha,
             desc=desc,
+            clim_all=self.clim_all,
+            input_noise=self.train.input_noise,
+            loss_norm=self.train.loss_norm,
         )
 
-    def calibration(self, n: int, history: int) -> list[tuple[np.ndarray, np.ndarray]]:
-        """``n`` seeded random ``(state (1, h, V, H, W), time (1,))`` from the training part."""
+    def calibration(self, n: int, history: int) -> list[dict[str, np.ndarray]]:
+        """``n`` seeded random ONNX feeds (``state``, ``time`` and, for climatology models,
+        ``clim``) from the training part, batch 1 each."""
+        from wxmodels.export.onnx import _clim_window
+
         inits = self.inits("train", history, 1)
         rng = np.random.default_rng(self.seed)
         pick = rng.choice(inits, size=min(n, len(inits)), replace=False)
         out = []
         for i in pick:
-            state = self.fields.data[i - history + 1 : i + 1][None]
-            out.append((state.astype(np.float32), self.fields.hours[[i]].astype(np.float32)))
+            feed = {
+                "state": self.fields.data[i - history + 1 : i + 1][None].astype(np.float32),
+                "time": self.fields.hours[[i]].astype(np.float32),
+            }
+            if self.climatology is not None:
+                feed["clim"] = _clim_window(
+                    self.climatology.select(self.fields.variables),
+                    feed["time"],
+                    history,
+                    self.fields.step_hours,
+                )
+            out.append(feed)
         return out

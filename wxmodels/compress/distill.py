@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 from typing import Literal
 
+import torch
 from pydantic import Field
 
 from wxmodels.compress.common import CompressContext, FilterFn
@@ -51,9 +52,13 @@ def apply(
         "depth": config.depth,
         "activation": config.activation,
         "history": config.history or spec.net.get("history", 1),
+        "members": 1,
     }
     spec.overrides = {}
-    student = Forecaster(spec, valid=model.valid.view(spec.grid).numpy())
+    student = Forecaster(
+        spec, valid=model.valid.view(spec.grid).numpy(), statics=model.statics[0].numpy()
+    )
+    _inherit_linear_path(student, model)
     ctx.finetune(
         student,
         epochs=config.epochs,
@@ -65,6 +70,23 @@ def apply(
         desc="distill",
     )
     return student
+
+
+def _inherit_linear_path(student: Forecaster, teacher: Forecaster) -> None:
+    """Start the student at the teacher's linear part (its pointwise linear path and damping,
+    with the student's core output zeroed): distillation then only transfers what is
+    nonlinear."""
+    if student.skip is None or teacher.skip is None:
+        return
+    if student.skip.weight.shape != teacher.skip.weight.shape:
+        return
+    with torch.no_grad():
+        student.skip.load_state_dict(teacher.skip.state_dict())
+        if student.climatology and teacher.climatology:
+            student.damping_logit.copy_(teacher.damping_logit)
+        head = getattr(student.core, "head", None)
+        for p in head.parameters() if head is not None else []:
+            torch.nn.init.zeros_(p)
 
 
 register_method(Method("distill", DistillConfig, "torch", apply))

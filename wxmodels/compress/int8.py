@@ -45,8 +45,8 @@ class Int8Config(Strict):
 
 
 class _Reader(CalibrationDataReader):
-    def __init__(self, samples: list[tuple[np.ndarray, np.ndarray]]):
-        self._it = iter([{"state": s, "time": t} for s, t in samples])
+    def __init__(self, feeds: list[dict[str, np.ndarray]]):
+        self._it = iter(feeds)
 
     def get_next(self):
         return next(self._it, None)

@@ -33,6 +33,12 @@ class PromoteConfig(Strict):
     """fsspec options (endpoint_url, ...). Credentials come from the environment."""
     promote_teacher: bool = True
     """Publish the teacher and point the ``teacher`` alias at it."""
+    teacher_tolerance: float = Field(0.02, ge=0)
+    """A retrained teacher replaces the current one only if its RMSE, relative to the
+    current teacher's on the same test window and averaged over the gated variables and
+    leads, is at most ``1 + teacher_tolerance`` (seed-to-seed noise is a few per cent)."""
+    teacher_max_regression: float = Field(0.10, ge=0)
+    """... and no single gated variable and lead is worse than ``1 + this`` times."""
     hpc_max_rmse_increase: float = Field(0.02, ge=0)
     """``hpc``: the fastest passing candidate whose RMSE is within this fraction of the
     best passing candidate's at every gated variable and lead."""

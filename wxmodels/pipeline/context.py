@@ -1,23 +1,30 @@
-"""Loading what several stages share: the store's fields, the split, the teacher's artifacts."""
+"""Loading what several stages share: the store's fields, the split, model directories."""
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import xarray as xr
 
 from wxmodels.config.cycle import CycleConfig
-from wxmodels.data.stats import ClimAccumulator
+from wxmodels.data.stats import Climatology
 from wxmodels.data.store import Store
 from wxmodels.nets.forecaster import Forecaster, load_forecaster
 from wxmodels.training.data import Fields, Split, load_fields, make_split
 from wxmodels.utils import read_json
 
-__all__ = ["RunData", "load_climatology", "load_run_data", "save_climatology", "set_threads"]
+__all__ = [
+    "RunData",
+    "clim_all",
+    "load_run_data",
+    "load_teacher",
+    "model_climatology",
+    "set_threads",
+]
 
 log = logging.getLogger(__name__)
 
@@ -32,39 +39,36 @@ def set_threads(n: int) -> None:
 class RunData:
     fields: Fields
     split: Split
+    store: Store
 
 
 def load_run_data(cfg: CycleConfig) -> RunData:
     """The committed store in memory and its split (as configured)."""
     store = Store(cfg.data.store, cfg.data.storage_options)
     fields = load_fields(store, cfg.data.variables)
-    return RunData(fields, make_split(fields, cfg.data.split))
+    return RunData(fields, make_split(fields, cfg.data.split), store)
 
 
-def save_climatology(acc: ClimAccumulator, path: str | Path, variables: list[str]) -> Path:
-    """Write a climatology accumulator (its normal equations) to NetCDF."""
-    arrays = acc.to_arrays()
-    ds = xr.Dataset(
-        {
-            k: (tuple(f"{k}_{i}" for i in range(np.ndim(v))), np.asarray(v))
-            for k, v in arrays.items()
-        },
-        attrs={
-            "variables": list(variables),
-            "description": "harmonic climatology of the teacher's training "
-            "window (wxmodels.data.stats)",
-        },
-    )
-    ds.to_netcdf(path)
-    return Path(path)
+def model_climatology(model_dir: str | Path) -> Climatology | None:
+    """The input climatology shipped with a model (``None`` for models without one)."""
+    p = Path(model_dir) / "climatology.nc"
+    return Climatology.from_netcdf(p) if p.exists() else None
 
 
-def load_climatology(teacher_dir: str | Path) -> ClimAccumulator:
-    """The training-window climatology saved with the teacher."""
-    with xr.open_dataset(Path(teacher_dir) / "climatology.nc") as ds:
-        return ClimAccumulator.from_arrays({k: ds[k].values for k in ds.data_vars})
+def clim_all(fields: Fields, clim: Climatology | None) -> np.ndarray | None:
+    """The climatology at every time of ``fields`` ``(T, V, H, W)``, in their variable order."""
+    if clim is None:
+        return None
+    return clim.select(fields.variables).evaluate(fields.hours, fields.valid)
 
 
 def load_teacher(teacher_dir: str | Path) -> tuple[Forecaster, dict]:
     rec = read_json(Path(teacher_dir) / "teacher.json")
     return load_forecaster(Path(teacher_dir) / "torch"), rec
+
+
+def spec_of(model_dir: str | Path) -> dict:
+    """The ForecasterSpec JSON of a model directory (teacher, candidate or pulled version)."""
+    d = Path(model_dir)
+    p = d / "torch" / "model.json" if (d / "torch" / "model.json").exists() else d / "model.json"
+    return json.loads(p.read_text())["_data"]

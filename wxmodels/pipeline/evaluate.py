@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import xarray as xr
 
 from wxmodels.config.cycle import CycleConfig
 from wxmodels.export.onnx import OrtForecaster, measure_latency
-from wxmodels.pipeline.context import RunData, load_climatology, load_run_data, set_threads
+from wxmodels.pipeline import champion
+from wxmodels.pipeline.context import RunData, load_run_data, set_threads
 from wxmodels.skill import scorecard as scj
+from wxmodels.skill.baselines import fit_linear
 from wxmodels.skill.gates import check_gates
+from wxmodels.skill.seeps import seeps_climatology
 from wxmodels.skill.verify import (
+    PRECIP,
     as_dataset,
     climatology_forecast,
     persistence_forecast,
@@ -22,6 +28,7 @@ from wxmodels.skill.verify import (
     scorecard,
     truth_at_leads,
 )
+from wxmodels.training.data import fit_climatology
 from wxmodels.utils import stable_hash, write_json_atomic
 
 __all__ = [
@@ -30,6 +37,7 @@ __all__ = [
     "measure_latencies",
     "score_baselines",
     "score_model",
+    "setup",
 ]
 
 log = logging.getLogger(__name__)
@@ -37,7 +45,7 @@ log = logging.getLogger(__name__)
 
 def max_history(cfg: CycleConfig) -> int:
     """The longest input history of any model in the cycle (so all share the same inits)."""
-    h = [cfg.net.history]
+    h = [cfg.net.history, 2]  # 2: the linear baseline uses two steps
     for c in cfg.compress.cells:
         h += [s.history for s in c.steps if getattr(s, "history", None)]
     return max(h)
@@ -67,48 +75,118 @@ def eval_inits(cfg: CycleConfig, run: RunData) -> np.ndarray:
     return inits
 
 
-def _truth_and_clim(cfg, run, inits, teacher_dir):
+@dataclass
+class Setup:
+    """What every scoring task of one evaluation shares."""
+
+    run: RunData
+    inits: np.ndarray
+    steps: list[int]
+    truth: xr.Dataset
+    clim: xr.Dataset
+    clim_at: Any
+    seeps: dict
+    regions: dict[str, np.ndarray]
+
+
+def _regions(cfg: CycleConfig, run: RunData) -> dict[str, np.ndarray]:
     f = run.fields
-    ls = lead_steps(cfg, f.step_hours)
-    truth = as_dataset(truth_at_leads(f, inits, ls), f, inits, ls)
-    clim = load_climatology(teacher_dir)
-    clim_ds = as_dataset(climatology_forecast(clim, f, inits, ls), f, inits, ls)
-    return ls, truth, clim_ds
+    out = {}
+    land = f.valid
+    try:
+        st = run.store.static()
+        if "land_sea_mask" in st:
+            land = st["land_sea_mask"].values > 0.5
+    except Exception:
+        pass
+    lat2, lon2 = np.meshgrid(f.lat, f.lon, indexing="ij")
+    for name, r in cfg.evaluate.regions.items():
+        m = np.ones_like(f.valid)
+        if r.lat_bounds:
+            m &= (lat2 >= min(r.lat_bounds)) & (lat2 <= max(r.lat_bounds))
+        if r.lon_bounds:
+            m &= (lon2 >= r.lon_bounds[0]) & (lon2 <= r.lon_bounds[1])
+        if r.land_only:
+            m &= land
+        if not (m & f.valid).any():
+            raise ValueError(f"region {name} holds no valid grid point")
+        out[name] = m
+    return out
 
 
-def score_model(cfg: CycleConfig, name: str, onnx_path: str, teacher_dir: str) -> dict[str, Any]:
+def setup(cfg: CycleConfig) -> Setup:
+    """Load the data and build the truth, the verification climatology, SEEPS climatologies
+    and region masks for the test window."""
+    run = load_run_data(cfg)
+    f = run.fields
+    inits = eval_inits(cfg, run)
+    steps = lead_steps(cfg, f.step_hours)
+    source = cfg.evaluate.climatology
+    if source == "auto":
+        span_h = f.hours[-1] - f.hours[0]
+        source = "store" if span_h > 2 * 8766 else "train"
+    if source == "store":
+        stats = run.store.statistics()
+
+        def clim_at(hours):
+            return stats.climatology(hours, f.variables, f.valid)
+    else:
+        acc = fit_climatology(f, run.split.train)
+
+        def clim_at(hours):
+            return acc.evaluate(hours, f.valid)
+
+    truth = as_dataset(truth_at_leads(f, inits, steps), f, inits, steps)
+    clim = as_dataset(climatology_forecast(clim_at, f, inits, steps), f, inits, steps)
+    seeps = {}
+    if PRECIP in f.variables:
+        a, b = run.split.train
+        rate = f.data[a:b, f.variables.index(PRECIP)]
+        seeps[PRECIP] = seeps_climatology(rate, f.valid, cfg.evaluate.seeps_dry_mm / f.step_hours)
+    return Setup(run, inits, steps, truth, clim, clim_at, seeps, _regions(cfg, run))
+
+
+def _card(s: Setup, forecasts: dict[str, xr.Dataset]) -> dict[str, Any]:
+    sc = scorecard(forecasts, s.truth, s.clim, s.seeps, s.regions)
+    return {"scores": scj.to_json(sc), "regions": scj.regions_json(sc)}
+
+
+def score_model(cfg: CycleConfig, name: str, onnx_path: str) -> dict[str, Any]:
     """Score one ONNX model (run in onnxruntime) on the test window. Returns JSON scores."""
     t0 = time.perf_counter()
     set_threads(cfg.runtime.torch_threads)
-    run = load_run_data(cfg)
-    inits = eval_inits(cfg, run)
-    ls, truth, clim = _truth_and_clim(cfg, run, inits, teacher_dir)
+    s = setup(cfg)
+    f = s.run.fields
     model = OrtForecaster(onnx_path, threads=cfg.runtime.torch_threads)
-    arr = run_forecasts(model, run.fields, inits, ls, history=model.history)
-    sc = scorecard({name: as_dataset(arr, run.fields, inits, ls)}, truth, clim)
+    arr = run_forecasts(model, f, s.inits, s.steps, history=model.history)
     return {
         "name": name,
-        "scores": scj.to_json(sc),
-        "n_inits": len(inits),
+        **_card(s, {name: as_dataset(arr, f, s.inits, s.steps)}),
+        "n_inits": len(s.inits),
         "wall_s": time.perf_counter() - t0,
     }
 
 
-def score_baselines(cfg: CycleConfig, teacher_dir: str) -> dict[str, Any]:
-    """Persistence and climatology on the same inits and leads."""
-    run = load_run_data(cfg)
-    inits = eval_inits(cfg, run)
-    ls, truth, clim = _truth_and_clim(cfg, run, inits, teacher_dir)
-    f = run.fields
-    fc = {
-        "persistence": as_dataset(persistence_forecast(f, inits, ls), f, inits, ls),
-        "climatology": clim,
-    }
-    sc = scorecard(fc, truth, clim)
+def score_baselines(cfg: CycleConfig) -> dict[str, Any]:
+    """Persistence, climatology and linear regression on the same inits and leads."""
+    s = setup(cfg)
+    f = s.run.fields
+    fc = {}
+    if "persistence" in cfg.evaluate.baselines:
+        fc["persistence"] = as_dataset(
+            persistence_forecast(f, s.inits, s.steps), f, s.inits, s.steps
+        )
+    if "climatology" in cfg.evaluate.baselines:
+        fc["climatology"] = s.clim
+    if "linear" in cfg.evaluate.baselines:
+        call = s.clim_at(f.hours)
+        tr = s.run.split.inits(f, "train", history=2, lead_steps=max(s.steps))
+        lin = fit_linear(f, call, tr, s.steps)
+        fc["linear"] = as_dataset(lin.predict(f, call, s.inits), f, s.inits, s.steps)
     return {
-        "scores": scj.to_json(sc),
-        "n_inits": len(inits),
-        "test_window": [str(f.times[inits[0]]), str(f.times[inits[-1]])],
+        **_card(s, fc),
+        "n_inits": len(s.inits),
+        "test_window": [str(f.times[s.inits[0]]), str(f.times[s.inits[-1]])],
     }
 
 
@@ -118,8 +196,7 @@ def measure_latencies(cfg: CycleConfig, models: dict[str, str]) -> dict[str, dic
     f = run.fields
     out = {}
     for name, path in models.items():
-        sess = OrtForecaster(path, threads=cfg.evaluate.latency_threads)
-        h = sess.history
+        h = OrtForecaster(path, threads=cfg.evaluate.latency_threads).history
         idx = run.split.inits(f, "val", history=h, lead_steps=1)[:16]
         state = np.stack([f.data[i - h + 1 : i + 1] for i in idx]).astype(np.float32)
         tm = f.hours[idx].astype(np.float32)
@@ -137,6 +214,14 @@ def measure_latencies(cfg: CycleConfig, models: dict[str, str]) -> dict[str, dic
     return out
 
 
+def _merge_regions(parts: list[dict[str, Any]]) -> dict[str, xr.DataArray]:
+    names = {r for p in parts for r in p.get("regions", {})}
+    return {
+        r: scj.merge(*[scj.from_json(p["regions"][r]) for p in parts if r in p.get("regions", {})])
+        for r in names
+    }
+
+
 def assemble(
     cfg: CycleConfig,
     teacher: dict[str, Any],
@@ -145,18 +230,28 @@ def assemble(
     baselines: dict[str, Any],
     latencies: dict[str, dict[str, float]],
     failures: dict[str, str],
+    incumbent: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Scorecard of everything, gates for every candidate; written under the workdir."""
-    sc = scj.merge(
-        scj.from_json(baselines["scores"]), *[scj.from_json(s["scores"]) for s in scores]
-    )
+    """Scorecard of everything, gates for every candidate; written under the workdir.
+
+    ``incumbent``: the registry's current teacher (:func:`~wxmodels.pipeline.champion.challenge`),
+    scored as ``"incumbent"``; the record then carries the promotion verdict on the new teacher.
+    """
+    parts = [baselines, *scores]
+    sc = scj.merge(*[scj.from_json(p["scores"]) for p in parts])
+    regions = _merge_regions(parts)
     names = {c["name"] for c in cells}
     candidates = []
     for c in cells:
         if c["name"] not in sc["model"].values:
             continue
         gate = check_gates(
-            sc, c["name"], cfg.gates, parity=c["parity"], parity_gated=c.get("parity_gated", True)
+            sc,
+            c["name"],
+            cfg.gates,
+            parity=c["parity"],
+            parity_gated=c.get("parity_gated", True),
+            regions=regions,
         )
         lat = latencies.get(c["name"], {})
         candidates.append(
@@ -177,6 +272,7 @@ def assemble(
                         "dir",
                     )
                 },
+                "climatology_bytes": c.get("climatology_bytes", 0),
                 "latency_ms_batch1": lat.get("batch1_ms"),
                 "latency_ms_batch16": lat.get("batch16_ms"),
                 "gate": gate.to_dict(),
@@ -188,12 +284,14 @@ def assemble(
             "cells": sorted(c["id"] for c in cells),
             "gates": cfg.gates.model_dump(),
             "evaluate": cfg.evaluate.model_dump(),
+            "incumbent": incumbent and incumbent["version"],
         },
         12,
     )
     out = Path(cfg.workdir) / "evaluations" / eid
     out.mkdir(parents=True, exist_ok=True)
-    sc.to_dataset(name="score").to_netcdf(out / "scorecard.nc")
+    full = xr.concat([sc, *regions.values()], dim=xr.Variable("region", ["all", *regions]))
+    full.to_dataset(name="score").to_netcdf(out / "scorecard.nc")
     record = {
         "id": eid,
         "dir": str(out),
@@ -202,21 +300,37 @@ def assemble(
             "onnx": str(Path(teacher["dir"]) / "model.onnx"),
             "size_bytes": teacher["onnx_size_bytes"],
             "params": teacher["params"],
+            "climatology_bytes": teacher.get("climatology_bytes", 0),
             "latency_ms_batch1": latencies.get("teacher", {}).get("batch1_ms"),
             "latency_ms_batch16": latencies.get("teacher", {}).get("batch16_ms"),
         },
         "test_window": baselines["test_window"],
         "n_inits": baselines["n_inits"],
         "scorecard": scj.to_json(sc),
+        "regions": {r: scj.to_json(card) for r, card in regions.items()},
         "candidates": candidates,
-        "failures": [{"name": n, "error": e} for n, e in failures.items() if n not in names],
+        "failures": [
+            {"name": n, "error": e}
+            for n, e in failures.items()
+            if n not in names and n != "incumbent"
+        ],
     }
-    write_json_atomic(out / "evaluation.json", record)
-    try:
-        from wxmodels.skill.plots import plot_rmse_vs_lead
+    if incumbent is not None:
+        record["incumbent"] = {
+            **{k: incumbent[k] for k in ("version", "teacher_id", "store_version", "comparable")},
+            "verdict": champion.verdict(
+                cfg, incumbent, record["scorecard"], failures.get("incumbent")
+            ),
+        }
+    from wxmodels.skill.plots import plot_heatmap, plot_skill_vs_lead
 
-        record["plots"] = [str(plot_rmse_vs_lead(sc, out / "rmse_vs_lead.png"))]
-        write_json_atomic(out / "evaluation.json", record)
-    except ImportError:  # pragma: no cover - matplotlib is a dependency
-        pass
+    record["plots"] = [
+        str(plot_skill_vs_lead(sc, out / "rmse_vs_lead.png", "rmse")),
+        str(plot_skill_vs_lead(sc, out / "acc_vs_lead.png", "acc")),
+    ]
+    if candidates:
+        record["plots"].append(
+            str(plot_heatmap(sc, [c["name"] for c in candidates], out / "scorecard_heatmap.png"))
+        )
+    write_json_atomic(out / "evaluation.json", record)
     return record

@@ -18,7 +18,13 @@ from wxmodels.compress.common import CompressContext
 from wxmodels.config.cycle import CycleConfig
 from wxmodels.export.onnx import export_onnx, onnx_parity
 from wxmodels.nets.forecaster import Forecaster, save_forecaster
-from wxmodels.pipeline.context import load_run_data, load_teacher, set_threads
+from wxmodels.pipeline.context import (
+    clim_all,
+    load_run_data,
+    load_teacher,
+    model_climatology,
+    set_threads,
+)
 from wxmodels.utils import code_version, derive_seed, read_json, stable_hash, write_json_atomic
 
 __all__ = ["build_cell", "cell_id", "get_cell"]
@@ -81,6 +87,7 @@ def build_cell(cfg: CycleConfig, name: str, teacher_dir: str) -> dict[str, Any]:
     run = load_run_data(cfg)
     seed = derive_seed(cfg.train.seed, "cell", cid)
     torch.manual_seed(seed)
+    clim = model_climatology(teacher_dir)
     ctx = CompressContext(
         teacher=teacher,
         fields=run.fields,
@@ -88,7 +95,11 @@ def build_cell(cfg: CycleConfig, name: str, teacher_dir: str) -> dict[str, Any]:
         train=cfg.train,
         seed=seed,
         max_minutes=cfg.compress.max_minutes_per_fit,
+        clim_all=clim_all(run.fields, clim),
+        climatology=clim,
     )
+    if clim is not None:  # candidates take the teacher's input climatology
+        shutil.copyfile(Path(teacher_dir) / "climatology.nc", tmp / "climatology.nc")
     model = copy.deepcopy(teacher)
     onnx_step = None
     for step in cell.steps:
@@ -102,12 +113,12 @@ def build_cell(cfg: CycleConfig, name: str, teacher_dir: str) -> dict[str, Any]:
     save_forecaster(model, tmp / "torch")
     fp32 = export_onnx(model, tmp / "model_fp32.onnx")
     state, tm = _probe(model, run)
-    parity_fp32 = onnx_parity(model, fp32, state, tm)
+    parity_fp32 = onnx_parity(model, fp32, state, tm, clim)
     if onnx_step is not None:
         final = get_method(onnx_step).apply(
             fp32, tmp / "model.onnx", onnx_step, ctx=ctx, history=model.history
         )
-        parity = onnx_parity(model, final, state, tm)
+        parity = onnx_parity(model, final, state, tm, clim)
     else:
         final = fp32.rename(tmp / "model.onnx")
         parity = parity_fp32
@@ -122,6 +133,7 @@ def build_cell(cfg: CycleConfig, name: str, teacher_dir: str) -> dict[str, Any]:
         "dir": str(out),
         "onnx": str(out / "model.onnx"),
         "size_bytes": final.stat().st_size,
+        "climatology_bytes": 0,
         "params": model.n_params(),
         "sparsity": _sparsity(model),
         "history": model.history,
@@ -132,6 +144,8 @@ def build_cell(cfg: CycleConfig, name: str, teacher_dir: str) -> dict[str, Any]:
         "code_version": code_version(),
         "wall_s": time.perf_counter() - t0,
     }
+    if clim is not None:
+        record["climatology_bytes"] = (tmp / "climatology.nc").stat().st_size
     write_json_atomic(tmp / "cell.json", record)
     if out.exists():
         shutil.rmtree(out)

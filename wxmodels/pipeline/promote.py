@@ -123,7 +123,7 @@ def _publish(
         "gates": gate,
         "scorecard": {
             m: evaluation["scorecard"][m]
-            for m in (key, "teacher", "persistence", "climatology")
+            for m in (key, "teacher", "persistence", "climatology", "linear")
             if m in evaluation["scorecard"]
         },
         "lineage": {
@@ -134,6 +134,7 @@ def _publish(
             "test_window": evaluation["test_window"],
             "teacher": teacher["id"],
             "teacher_parent": teacher.get("parent"),
+            "teacher_parent_version": teacher.get("parent_version"),
             "code_version": code_version(),
             "git_commit": git_commit(),
             "packages": package_versions(),
@@ -152,12 +153,14 @@ def _publish(
             "card.md": card,
             "scorecard.json": sc,
         }
+        identity = ["model.onnx", "model.safetensors", "model.json"]
+        if (src_dir / "climatology.nc").exists():  # the model's input climatology
+            files["climatology.nc"] = src_dir / "climatology.nc"
+            identity.append("climatology.nc")
         for p in evaluation.get("plots", []):
             files[Path(p).name] = Path(p)
         # the version is the model's identity: a re-run that re-measures the card reuses it
-        return reg.publish(
-            cfg.name, files, manifest, identity=["model.onnx", "model.safetensors", "model.json"]
-        )
+        return reg.publish(cfg.name, files, manifest, identity=identity)
 
 
 def promote(
@@ -165,11 +168,27 @@ def promote(
 ) -> list[dict[str, Any]]:
     """Publish the teacher and the profile winners; move aliases that change.
 
+    When the evaluation scored the registry's current teacher and the new one is worse
+    (:func:`~wxmodels.pipeline.champion.compare_teachers`), nothing is published.
+
     Returns ``[{model, version, aliases, kind, cell}]`` for what was promoted.
     """
     reg = Registry(cfg.promote.registry, cfg.promote.storage_options)
     teacher = read_json(Path(teacher_dir) / "teacher.json")
     promoted: list[dict[str, Any]] = []
+    inc = evaluation.get("incumbent")
+    if inc is not None and not inc["verdict"]["promote"]:
+        # the new teacher is worse than production's: keep it, and everything derived from it
+        # (its students were gated against a worse reference) out of the registry
+        log.warning(
+            "teacher %s is not promoted: %s. The current teacher %s@%s and the edge/hpc "
+            "aliases are kept.",
+            teacher["id"],
+            "; ".join(inc["verdict"]["reasons"]),
+            cfg.name,
+            inc["version"],
+        )
+        return promoted
 
     def move(alias: str, version: str, why: str) -> bool:
         if reg.resolve_alias(cfg.name, alias) == version:

@@ -32,17 +32,20 @@ def cycle_report(
         "test_window": evaluation["test_window"],
         "teacher": {
             "id": teacher["id"],
+            "parent": teacher.get("parent"),
+            "init": teacher.get("init"),
             "params": teacher["params"],
             "rmse": sc["teacher"]["rmse"],
             "acc": sc["teacher"]["acc"],
             "bias": sc["teacher"]["bias"],
         },
+        "incumbent": evaluation.get("incumbent"),
         "teacher_size_bytes": t["size_bytes"],
         "teacher_latency_ms_batch1": t["latency_ms_batch1"],
         "teacher_latency_ms_batch16": t["latency_ms_batch16"],
         "baselines": {
             b: {"rmse": sc[b]["rmse"], "acc": sc[b]["acc"]}
-            for b in ("persistence", "climatology")
+            for b in ("persistence", "climatology", "linear")
             if b in sc
         },
         "candidates": [

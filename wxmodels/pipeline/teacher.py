@@ -5,22 +5,34 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from wxmodels.config.cycle import CycleConfig
-from wxmodels.data.store import Store
-from wxmodels.errors import DataError
+from wxmodels.data.stats import Climatology
+from wxmodels.errors import ConfigError, DataError
 from wxmodels.export.onnx import export_onnx, onnx_parity
-from wxmodels.nets.forecaster import Forecaster, ForecasterSpec, load_forecaster, save_forecaster
-from wxmodels.pipeline.context import load_run_data, save_climatology, set_threads
+from wxmodels.nets.forecaster import (
+    Forecaster,
+    ForecasterSpec,
+    ensemble,
+    load_forecaster,
+    member,
+    save_forecaster,
+)
+from wxmodels.pipeline.champion import warm_start_source
+from wxmodels.pipeline.context import RunData, load_run_data, set_threads
+from wxmodels.registry.core import MANIFEST
 from wxmodels.training.data import compute_stats, fit_climatology
+from wxmodels.training.linear_init import init_linear_path
 from wxmodels.training.loop import fit, pick_device
 from wxmodels.utils import code_version, derive_seed, read_json, stable_hash, write_json_atomic
 
-__all__ = ["teacher_id", "train_teacher"]
+__all__ = ["build_spec", "teacher_id", "train_teacher"]
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +45,106 @@ def teacher_id(cfg: CycleConfig, store_version: str, parent: str | None = None) 
             "variables": cfg.data.variables,
             "split": cfg.data.split.model_dump(),
             "net": cfg.net.model_dump(),
-            "train": cfg.train.model_dump(),
+            "train": cfg.train.model_dump(exclude={"init"}),
             "code": code_version(),
             "parent": parent,
         },
         12,
+    )
+
+
+def _statics(cfg: CycleConfig, run: RunData) -> tuple[list[str], np.ndarray | None]:
+    if cfg.net.statics == "none":
+        return [], None
+    try:
+        st = run.store.static()
+    except (DataError, FileNotFoundError, KeyError):
+        return [], None
+    names = [n for n in ("orography", "land_sea_mask") if n in st.data_vars]
+    if not names:
+        return [], None
+    return names, np.stack([st[n].values.astype(np.float32) for n in names])
+
+
+def build_spec(
+    cfg: CycleConfig, run: RunData
+) -> tuple[ForecasterSpec, np.ndarray | None, Climatology | None, np.ndarray | None]:
+    """The teacher's spec from the data: normalisation (the store's statistics), statics, and
+    for climatology models the training-window climatology, the anomalies' std, their lag-1
+    autocorrelation (initial persistence) and the std of the persistence residual."""
+    fields, split = run.fields, run.split
+    try:  # the store's statistics, versioned with it
+        stats = run.store.statistics().normalisation(fields.variables)
+    except DataError:
+        stats = compute_stats(fields, split.train)
+    names, statics = _statics(cfg, run)
+    spec = ForecasterSpec(
+        net=cfg.net.model_dump(),
+        variables=list(fields.variables),
+        lat=fields.lat.tolist(),
+        lon=fields.lon.tolist(),
+        step_hours=fields.step_hours,
+        statics=names,
+        **stats,
+    )
+    if not cfg.net.climatology:
+        return spec, statics, None, None
+    clim = Climatology.from_accumulator(fit_climatology(fields, split.train), fields.variables)
+    call = clim.evaluate(fields.hours, fields.valid)
+    a, b = split.train
+    anom = (fields.data[a:b] - call[a:b])[:, :, fields.valid].astype(np.float64)  # (T, V, P)
+    x0, x1 = anom[:-1], anom[1:]
+    ok = np.isfinite(x0) & np.isfinite(x1)
+    num = np.where(ok, x0 * x1, 0).sum(axis=(0, 2))
+    den = np.where(ok, x0 * x0, 0).sum(axis=(0, 2))
+    rho = np.clip(num / np.maximum(den, 1e-12), 0.05, 0.999)
+    resid = np.where(ok, x1 - rho[None, :, None] * x0, np.nan)
+    spec.climatology = True
+    spec.anomaly_std = [float(x) or 1.0 for x in np.nanstd(anom, axis=(0, 2))]
+    spec.damping = rho.tolist()
+    spec.tendency_std = [float(x) or 1.0 for x in np.nanstd(resid, axis=(0, 2))]
+    return spec, statics, clim, call
+
+
+def _warm_start(model: Forecaster, prev: Forecaster) -> int:
+    """Copy the parameters whose names and shapes match; return how many tensors."""
+    own = model.state_dict()
+    take = {
+        k: v
+        for k, v in prev.state_dict().items()
+        if k in own
+        and own[k].shape == v.shape
+        and not k.startswith(
+            (
+                "mean",
+                "std",
+                "tendency_std",
+                "anomaly_std",
+                "valid",
+                "statics",
+                "lat_",
+                "lon_",
+                "floor",
+            )
+        )
+    }
+    model.load_state_dict(take, strict=False)
+    return len(take)
+
+
+def _parent(path: Path) -> tuple[str, Path]:
+    """``(teacher id, weights directory)`` of a warm-start source: a teacher directory of this
+    project (``teacher.json`` + ``torch/``) or a teacher pulled from the registry."""
+    if (path / "teacher.json").exists():
+        return read_json(path / "teacher.json")["id"], path / "torch"
+    if (path / MANIFEST).exists() and (path / "model.json").exists():
+        man = read_json(path / MANIFEST)
+        if man.get("kind") != "teacher":
+            raise ConfigError(f"warm start {path}: a {man.get('kind')!r}, not a teacher")
+        return man["lineage"]["teacher"], path
+    raise ConfigError(
+        f"warm start {path}: neither a teacher directory (teacher.json) nor a teacher "
+        "pulled from the registry (manifest.json + model.json)"
     )
 
 
@@ -48,7 +155,7 @@ def train_teacher(
 
     Args:
         cfg: the cycle config.
-        warm_start: a teacher directory whose weights initialise this one (same architecture).
+        warm_start: a teacher directory whose weights initialise this one (where shapes match).
         reuse: return an existing teacher with the same identity instead of training again.
 
     Returns:
@@ -58,9 +165,19 @@ def train_teacher(
     t0 = time.perf_counter()
     run = load_run_data(cfg)
     fields, split = run.fields, run.split
-    parent = None
+    parent, parent_version, why = None, None, "training from scratch"
+    if warm_start is None:
+        inc, why = warm_start_source(
+            cfg, fields.store_version, list(fields.variables), tuple(fields.data.shape[2:])
+        )
+        if inc is not None:
+            warm_start, parent_version = inc["dir"], inc["version"]
     if warm_start is not None:
-        parent = read_json(Path(warm_start) / "teacher.json")["id"]
+        parent, prev_dir = _parent(Path(warm_start))
+        why = f"warm start from teacher {parent}" + (
+            f" ({cfg.name}@{parent_version})" if parent_version else ""
+        )
+    log.info("%s", why)
     tid = teacher_id(cfg, fields.store_version, parent)
     out = Path(cfg.workdir) / "teachers" / tid
     if reuse and (out / "teacher.json").exists():
@@ -68,65 +185,81 @@ def train_teacher(
         return read_json(out / "teacher.json")
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
-    try:  # the store's statistics, versioned with it
-        stats = (
-            Store(cfg.data.store, cfg.data.storage_options)
-            .statistics()
-            .normalisation(fields.variables)
-        )
-    except DataError:
-        stats = compute_stats(fields, split.train)
-    spec = ForecasterSpec(
-        net=cfg.net.model_dump(),
-        variables=list(fields.variables),
-        lat=fields.lat.tolist(),
-        lon=fields.lon.tolist(),
-        step_hours=fields.step_hours,
-        **stats,
-    )
-    model = Forecaster(spec, valid=fields.valid)
-    if warm_start is not None:
-        prev = load_forecaster(Path(warm_start) / "torch")
-        model.core.load_state_dict(prev.core.state_dict())
-    device = pick_device(cfg.train.device)
-    model.to(device)
+    spec, statics, clim, call = build_spec(cfg, run)
     seed = derive_seed(cfg.train.seed, "teacher", tid)
-    steps = cfg.train.rollout_steps
-    tr = split.inits(fields, "train", history=model.history, lead_steps=steps)
-    va = split.inits(fields, "val", history=model.history, lead_steps=steps)
+    device = pick_device(cfg.train.device)
+    steps = max(cfg.train.rollout_steps, cfg.train.rollout_max_steps or 0)
+    history = cfg.net.history
+    tr = split.inits(fields, "train", history=history, lead_steps=steps)
+    va = split.inits(fields, "val", history=history, lead_steps=steps)
     if len(tr) < cfg.train.batch_size or len(va) < 1:
         raise DataError(
             f"too few complete training ({len(tr)}) or validation ({len(va)}) "
             "samples; ingest more data or shorten the gaps"
         )
-    rep = fit(
-        model,
-        fields,
-        tr,
-        va,
+    prev = load_forecaster(prev_dir) if warm_start is not None else None
+    n_members = cfg.net.members
+    single = ForecasterSpec(**{**asdict(spec), "net": {**spec.net, "members": 1}})
+    fit_args = dict(
         epochs=cfg.train.epochs,
         rollout_epochs=cfg.train.rollout_epochs,
-        rollout_steps=steps,
+        rollout_steps=cfg.train.rollout_steps,
+        rollout_max_steps=cfg.train.rollout_max_steps,
         batch_size=cfg.train.batch_size,
         lr=cfg.train.lr,
         weight_decay=cfg.train.weight_decay,
         patience=cfg.train.patience,
-        max_minutes=cfg.train.max_minutes,
+        max_minutes=cfg.train.max_minutes / n_members,
         samples_per_epoch=cfg.train.samples_per_epoch,
-        seed=seed,
         device=device,
-        desc="teacher",
+        clim_all=call,
+        input_noise=cfg.train.input_noise,
+        loss_norm=cfg.train.loss_norm,
     )
+    members, reports, linear = [], [], None
+    for k in range(n_members):
+        # member 0 keeps the run's seed (a one-member teacher is what it always was)
+        mseed = seed if k == 0 else derive_seed(seed, "member", str(k))
+        torch.manual_seed(mseed)
+        m = Forecaster(single, valid=fields.valid, statics=statics)
+        if prev is not None:
+            n = _warm_start(m, member(prev, k % prev.members))
+            log.info("member %d: warm start from %s: %d tensors", k, parent, n)
+        elif cfg.net.linear_skip and cfg.net.linear_init:
+            one = split.inits(fields, "train", history=history, lead_steps=1)
+            linear = init_linear_path(m, fields, one, call)
+        m.to(device)
+        desc = "teacher" if n_members == 1 else f"teacher member {k + 1}/{n_members}"
+        reports.append(fit(m, fields, tr, va, seed=mseed, desc=desc, **fit_args))
+        members.append(m.cpu())
+    model = ensemble(members)
+    rep = reports[0].to_dict()
+    if n_members > 1:
+        # the ensemble's own validation loss (no training: the loop scores its start)
+        rep["members_best_val"] = [r.best_val for r in reports]
+        rep["trained_best_val"] = rep["best_val"]
+        rep["best_val"] = fit(
+            model.to(device),
+            fields,
+            tr,
+            va,
+            seed=seed,
+            **{**fit_args, "epochs": 0, "rollout_epochs": 0},
+        ).best_val
+        rep["wall_s"] = sum(r.wall_s for r in reports)
     model.cpu()
     save_forecaster(model, tmp / "torch")
+    if clim is not None:
+        clim.to_netcdf(tmp / "climatology.nc")
     onnx_path = export_onnx(model, tmp / "model.onnx")
     probe = split.inits(fields, "val", history=model.history, lead_steps=1)[:4]
     state = np.stack([fields.data[i - model.history + 1 : i + 1] for i in probe]).astype(np.float32)
-    parity = onnx_parity(model, onnx_path, state, fields.hours[probe].astype(np.float32))
-    save_climatology(fit_climatology(fields, split.train), tmp / "climatology.nc", fields.variables)
+    parity = onnx_parity(model, onnx_path, state, fields.hours[probe].astype(np.float32), clim)
     record = {
         "id": tid,
         "parent": parent,
+        "parent_version": parent_version,
+        "init": why,
         "store_url": fields.store_url,
         "store_version": fields.store_version,
         "store_range": [str(fields.times[0]), str(fields.times[-1])],
@@ -137,9 +270,12 @@ def train_teacher(
         "params": model.n_params(),
         "net": cfg.net.model_dump(),
         "seed": seed,
-        "fit": rep.to_dict(),
+        "fit": rep,
+        "members_fit": [r.to_dict() for r in reports] if n_members > 1 else None,
+        "linear_init": linear,
         "onnx_parity": parity,
         "onnx_size_bytes": onnx_path.stat().st_size,
+        "climatology_bytes": (tmp / "climatology.nc").stat().st_size if clim else 0,
         "code_version": code_version(),
         "wall_s": time.perf_counter() - t0,
         "dir": str(out),
@@ -152,8 +288,8 @@ def train_teacher(
         "teacher %s: %d params, best val %.4f after %d epochs (%.0f s)",
         tid,
         record["params"],
-        rep.best_val,
-        rep.epochs,
+        rep["best_val"],
+        rep["epochs"],
         record["wall_s"],
     )
     return record

@@ -1,0 +1,190 @@
+"""Retraining without regressions: the registry's current teacher (the *incumbent*) against a
+newly trained one (the *challenger*), on the same test window.
+
+* :func:`incumbent` pulls (and verifies) the version the ``teacher`` alias points at.
+* :func:`warm_start_source` decides whether a retrain warm-starts from it: only when its
+  architecture matches the config and the store has moved since it was trained (warm-starting
+  on the same data would only re-fit what it already fits).
+* :func:`compare_teachers` is the promotion rule: the challenger replaces the incumbent only if
+  its RMSE, relative to the incumbent's and averaged over the gated variables and leads, is not
+  worse than ``promote.teacher_tolerance``; no single variable and lead may be worse by more than
+  ``promote.teacher_max_regression`` either.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wxmodels.config.cycle import CycleConfig
+from wxmodels.errors import RegistryError
+from wxmodels.registry.core import MANIFEST, Registry
+
+__all__ = ["compare_teachers", "incumbent", "warm_start_source"]
+
+log = logging.getLogger(__name__)
+
+ALIAS = "teacher"
+
+
+def incumbent(cfg: CycleConfig) -> dict[str, Any] | None:
+    """The current ``teacher`` of ``cfg.name`` in the registry, pulled into the workdir.
+
+    Returns ``{version, dir, onnx, teacher_id, store_version, net}`` or ``None`` when the
+    registry has no teacher yet. A pull is verified (sha256) and lands in place atomically,
+    so a half-pulled copy is never used.
+    """
+    reg = Registry(cfg.promote.registry, cfg.promote.storage_options)
+    version = reg.resolve_alias(cfg.name, ALIAS)
+    if version is None:
+        return None
+    dest = Path(cfg.workdir) / "incumbent" / version
+    if not (dest / MANIFEST).exists():
+        tmp = dest.parent / f".{version}.{uuid.uuid4().hex}.partial"
+        try:
+            reg.pull(f"{cfg.name}@{version}", tmp)
+            if dest.exists():  # a concurrent pull won; ours is identical
+                shutil.rmtree(tmp)
+            else:
+                os.replace(tmp, dest)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    man = json.loads((dest / MANIFEST).read_text())
+    if man.get("kind") != "teacher":
+        raise RegistryError(
+            f"{cfg.name}@{ALIAS} points at {version}, which is a {man.get('kind')!r}, not a teacher"
+        )
+    spec = json.loads((dest / "model.json").read_text())["_data"]
+    return {
+        "version": version,
+        "dir": str(dest),
+        "onnx": str(dest / "model.onnx"),
+        "teacher_id": man["lineage"]["teacher"],
+        "store_version": man["lineage"]["store_version"],
+        "net": spec["net"],
+        "variables": spec["variables"],
+        "grid": [len(spec["lat"]), len(spec["lon"])],
+    }
+
+
+def warm_start_source(
+    cfg: CycleConfig, store_version: str, variables: list[str], grid: tuple[int, int]
+) -> tuple[dict[str, Any] | None, str]:
+    """``(incumbent or None, why)``: whether a retrain warm-starts from the registry teacher."""
+    if cfg.train.init == "scratch":
+        return None, "training from scratch (train.init=scratch)"
+    inc = incumbent(cfg)
+    if inc is None:
+        return None, "the registry has no teacher yet: training from scratch"
+    if inc["store_version"] == store_version:
+        return None, (
+            f"the store has not moved since teacher {inc['version']} was trained: "
+            "no warm start (the same teacher is reused or retrained from scratch)"
+        )
+    if inc["net"] != cfg.net.model_dump() or inc["variables"] != list(variables):
+        return None, (
+            f"teacher {inc['version']} has another architecture or variables than the config: "
+            "training from scratch"
+        )
+    if list(inc["grid"]) != list(grid):
+        return None, f"teacher {inc['version']} is on another grid: training from scratch"
+    return inc, f"warm start from {cfg.name}@{inc['version']} (teacher {inc['teacher_id']})"
+
+
+def compare_teachers(
+    challenger: dict[str, Any],
+    champion: dict[str, Any],
+    cfg: CycleConfig,
+) -> dict[str, Any]:
+    """The promotion rule on two scorecard entries (``{"rmse": {var: {lead: x}}}``).
+
+    Returns ``{promote, mean_ratio, worst: {variable, lead_h, ratio}, reasons, ratios}``.
+    """
+    variables = cfg.gates.variables or list(challenger["rmse"])
+    leads = [str(h) for h in (cfg.gates.leads_h or cfg.evaluate.leads_h)]
+    ratios: dict[str, dict[str, float]] = {}
+    for v in variables:
+        for lead in leads:
+            new = challenger["rmse"].get(v, {}).get(lead)
+            old = champion["rmse"].get(v, {}).get(lead)
+            if new is None or old is None or not np.isfinite(new):
+                ratios.setdefault(v, {})[lead] = float("inf")
+            elif old > 0:
+                ratios.setdefault(v, {})[lead] = float(new / old)
+    flat = [(r, v, lead) for v, d in ratios.items() for lead, r in d.items()]
+    if not flat:
+        return {
+            "promote": True,
+            "mean_ratio": None,
+            "worst": None,
+            "ratios": {},
+            "reasons": ["nothing to compare on"],
+        }
+    mean = float(np.mean([r for r, _, _ in flat]))
+    worst_r, worst_v, worst_l = max(flat)
+    tol = cfg.promote.teacher_tolerance
+    cap = cfg.promote.teacher_max_regression
+    reasons = []
+    if not mean <= 1 + tol:
+        reasons.append(f"mean RMSE ratio to the current teacher {mean:.4f} > 1 + tolerance {tol:g}")
+    if not worst_r <= 1 + cap:
+        reasons.append(
+            f"{worst_v} at {worst_l} h: RMSE {worst_r:.3f}x the current teacher's "
+            f"(max regression {cap:g})"
+        )
+    return {
+        "promote": not reasons,
+        "mean_ratio": mean,
+        "worst": {"variable": worst_v, "lead_h": worst_l, "ratio": worst_r},
+        "ratios": ratios,
+        "reasons": reasons,
+    }
+
+
+def challenge(cfg: CycleConfig, teacher: dict[str, Any]) -> dict[str, Any] | None:
+    """The incumbent to score beside a newly trained ``teacher`` record, or ``None`` when there
+    is none or it is this very teacher. ``comparable`` is false when the two forecast other
+    variables or another grid (the new one then stands alone)."""
+    inc = incumbent(cfg)
+    if inc is None or inc["teacher_id"] == teacher["id"]:
+        return None
+    spec = json.loads((Path(teacher["dir"]) / "torch" / "model.json").read_text())["_data"]
+    inc["comparable"] = inc["variables"] == spec["variables"] and inc["grid"] == [
+        len(spec["lat"]),
+        len(spec["lon"]),
+    ]
+    return inc
+
+
+def verdict(
+    cfg: CycleConfig,
+    inc: dict[str, Any],
+    scorecard: dict[str, Any],
+    error: str | None = None,
+) -> dict[str, Any]:
+    """:func:`compare_teachers` on an assembled scorecard (``"teacher"`` vs ``"incumbent"``);
+    an incumbent that could not be scored blocks the promotion (nothing is known)."""
+    if not inc.get("comparable", True):
+        return {
+            "promote": True,
+            "mean_ratio": None,
+            "worst": None,
+            "ratios": {},
+            "reasons": [f"not comparable with {inc['version']} (other variables or grid)"],
+        }
+    if error is not None or "incumbent" not in scorecard:
+        return {
+            "promote": False,
+            "mean_ratio": None,
+            "worst": None,
+            "ratios": {},
+            "reasons": [f"the current teacher {inc['version']} could not be scored: {error}"],
+        }
+    return compare_teachers(scorecard["teacher"], scorecard["incumbent"], cfg)
