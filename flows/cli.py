@@ -190,15 +190,9 @@ def _resolve_warm_start(cfg, warm_start: str | None) -> str | None:
     """A directory as given; a registry reference pulled (verified) under the workdir."""
     if not warm_start or "@" not in warm_start or Path(warm_start).exists():
         return warm_start
-    from wxmodels.registry import Registry
+    from wxmodels.pipeline.champion import pull_cached
 
-    reg = Registry(cfg.promote.registry, cfg.promote.storage_options)
-    name, version = reg.resolve(warm_start)
-    dest = Path(cfg.workdir) / "incumbent" / version
-    if not (dest / "manifest.json").exists():
-        reg.pull(f"{name}@{version}", dest.with_name(f".{version}.partial"))
-        dest.with_name(f".{version}.partial").rename(dest)
-    return str(dest)
+    return str(pull_cached(cfg, warm_start))
 
 
 @app.command()

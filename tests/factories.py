@@ -11,7 +11,7 @@ import xarray as xr
 
 from wxmodels.training.data import Fields
 
-__all__ = ["canonical_dataset", "make_fields", "tiny_cycle_config"]
+__all__ = ["canonical_dataset", "make_fields", "net_spec", "tiny_cycle_config"]
 
 SYN_VARS = [
     "2m_temperature",
@@ -83,6 +83,22 @@ def make_fields(
         1.0,
         valid,
         np.ones(nt, bool),
+    )
+
+
+def net_spec(f: Fields, **net: Any):
+    """A small forecaster spec for ``make_fields`` data (two variables)."""
+    from wxmodels.nets import ForecasterSpec
+
+    return ForecasterSpec(
+        net={"arch": "unet", "width": 4, "depth": 1, "history": 2, **net},
+        variables=f.variables,
+        lat=f.lat.tolist(),
+        lon=f.lon.tolist(),
+        step_hours=1.0,
+        mean=[280.0] * 2,
+        std=[3.0] * 2,
+        tendency_std=[0.5] * 2,
     )
 
 

@@ -50,6 +50,15 @@ def test_report_shape(cycle_run):
         assert c["size_bytes"] > 0 and c["latency_ms_batch1"] > 0
         assert isinstance(c["gate"]["passed"], bool) and isinstance(c["gate"]["reasons"], list)
     assert rep["teacher_size_bytes"] > 0 and rep["teacher_latency_ms_batch1"] > 0
+    # the Pareto front: the smallest candidate is always on it (nothing is smaller)
+    smallest = min(rep["candidates"], key=lambda c: c["size_bytes"])
+    assert smallest["pareto"] is True
+    assert all(c["relative_rmse"] > 0 for c in rep["candidates"])
+    from flows.state import load_latest
+
+    evaluation = load_latest(cfg, "evaluate", "test")
+    assert evaluation["pareto"] == [c["name"] for c in rep["candidates"] if c["pareto"]]
+    assert any(Path(p).name == "pareto.png" and Path(p).exists() for p in evaluation["plots"])
     assert set(rep["wall_s"]) >= {"ingest", "train", "compress", "evaluate", "promote"}
 
 
@@ -251,3 +260,17 @@ def test_retrain_warm_starts_from_the_registry_teacher(cycle_run):
         assert reg.resolve_alias(cfg.name, "teacher") == t["version"]
     else:
         assert promoted == [] and reg.resolve_alias(cfg.name, "teacher") == current
+
+
+def test_cli_warm_start_reference_is_pulled_and_verified(cycle_run):
+    from flows.cli import _resolve_warm_start
+    from wxmodels.pipeline.teacher import _parent
+
+    _, cfg, rep = cycle_run
+    path = Path(_resolve_warm_start(cfg, f"{cfg.name}@teacher"))
+    assert path.parent == Path(cfg.workdir) / "incumbent"
+    assert (path / "manifest.json").exists() and (path / "model.safetensors").exists()
+    teacher_id, weights = _parent(path)
+    assert teacher_id.startswith("t-") and weights == path
+    # a directory is passed through as it is
+    assert _resolve_warm_start(cfg, str(path)) == str(path)

@@ -4,28 +4,15 @@ import numpy as np
 import pytest
 import torch
 
-from tests.factories import make_fields
-from wxmodels.nets import Forecaster, ForecasterSpec, load_forecaster, rollout, save_forecaster
+from tests.factories import make_fields, net_spec
+from wxmodels.nets import Forecaster, load_forecaster, rollout, save_forecaster
 from wxmodels.nets.layers import DomainPad
-
-
-def _spec(f, **net):
-    return ForecasterSpec(
-        net={"arch": "unet", "width": 4, "depth": 1, "history": 2, **net},
-        variables=f.variables,
-        lat=f.lat.tolist(),
-        lon=f.lon.tolist(),
-        step_hours=1.0,
-        mean=[280.0] * 2,
-        std=[3.0] * 2,
-        tendency_std=[0.5] * 2,
-    )
 
 
 @pytest.mark.parametrize("arch", ["unet", "resnet"])
 def test_shapes_mask_and_rollout(arch):
     f = make_fields(nlat=7, nlon=10)  # odd sizes exercise the U-Net padding
-    m = Forecaster(_spec(f, arch=arch), valid=f.valid).eval()
+    m = Forecaster(net_spec(f, arch=arch), valid=f.valid).eval()
     state = torch.from_numpy(f.data[:4].reshape(2, 2, 2, 7, 10))
     tm = torch.tensor([f.hours[1], f.hours[3]], dtype=torch.float32)
     out = m(state, tm)
@@ -39,7 +26,7 @@ def test_shapes_mask_and_rollout(arch):
 
 def test_nonnegative_variables_are_clipped():
     f = make_fields(nv=1)
-    spec = _spec(f)
+    spec = net_spec(f)
     spec.variables = ["total_precipitation_rate"]
     spec.mean, spec.std, spec.tendency_std = [0.0], [1.0], [100.0]
     m = Forecaster(spec, valid=f.valid)
@@ -51,7 +38,7 @@ def test_nonnegative_variables_are_clipped():
 
 def test_save_load_round_trip(tmp_path):
     f = make_fields()
-    m = Forecaster(_spec(f, activation="silu"), valid=f.valid).eval()
+    m = Forecaster(net_spec(f, activation="silu"), valid=f.valid).eval()
     save_forecaster(m, tmp_path)
     m2 = load_forecaster(tmp_path)
     x = torch.from_numpy(f.data[:2][None])
@@ -63,12 +50,12 @@ def test_save_load_round_trip(tmp_path):
 def test_time_features_change_the_output():
     f = make_fields()
     torch.manual_seed(0)
-    m = Forecaster(_spec(f), valid=f.valid).eval()
+    m = Forecaster(net_spec(f), valid=f.valid).eval()
     x = torch.from_numpy(f.data[:2][None])
     a = m(x, torch.tensor([0.0]))
     b = m(x, torch.tensor([6.0]))
     assert float((a - b)[:, :, 3:, 3:].abs().max()) > 1e-4
-    off = Forecaster(_spec(f, time_features=False), valid=f.valid).eval()
+    off = Forecaster(net_spec(f, time_features=False), valid=f.valid).eval()
     torch.testing.assert_close(
         off(x, torch.tensor([0.0])), off(x, torch.tensor([6.0])), equal_nan=True
     )
@@ -81,15 +68,37 @@ def test_periodic_padding_wraps_longitude():
     assert p[0, 0, 1, 0] == x[0, 0, 0, -1] and p[0, 0, 1, -1] == x[0, 0, 0, 0]
     spec_lon = np.arange(0, 360, 90.0)
     f = make_fields(nlon=4, masked=False)
-    s = _spec(f)
+    s = net_spec(f)
     s.lon = spec_lon.tolist()
     assert s.padding == "periodic"
-    assert _spec(f).padding == "reflect"
+    assert net_spec(f).padding == "reflect"
 
 
 def test_unknown_override_is_refused():
     f = make_fields()
-    s = _spec(f)
+    s = net_spec(f)
     s.overrides = {"enc.9.conv1": {"rank": 2}}
     with pytest.raises(ValueError, match="unknown layers"):
         Forecaster(s, valid=f.valid)
+
+
+def test_macs_by_hand_for_one_conv():
+    from torch import nn
+
+    from wxmodels.nets.macs import count_macs
+
+    f = make_fields(nt=20)
+    m = Forecaster(net_spec(f, linear_skip=True), valid=f.valid).eval()
+    h, w = m.spec.grid
+    # the linear path is a 1 x 1 conv at full resolution: cin x V MACs per point
+    skip = m.skip
+    assert isinstance(skip, nn.Conv2d)
+    with torch.no_grad():
+        skip.weight.fill_(1.0)  # it starts at zero
+    full = count_macs(m)
+    with torch.no_grad():
+        skip.weight.zero_()
+    after = count_macs(m)
+    assert after["dense"] == full["dense"]
+    assert full["nonzero"] - after["nonzero"] == skip.in_channels * skip.out_channels * h * w
+    assert full["dense"] > 0 and full["nonzero"] <= full["dense"]

@@ -5,23 +5,14 @@ import numpy as np
 import pytest
 import torch
 
-from tests.factories import make_fields
-from wxmodels.nets import Forecaster, ForecasterSpec
+from tests.factories import make_fields, net_spec
+from wxmodels.nets import Forecaster
 from wxmodels.training.linear_init import init_linear_path
 from wxmodels.training.loop import Batches, fit, masked_loss
 
 
 def _model(f, **net):
-    spec = ForecasterSpec(
-        net={"arch": "unet", "width": 4, "depth": 1, "history": 2, "linear_skip": True, **net},
-        variables=f.variables,
-        lat=f.lat.tolist(),
-        lon=f.lon.tolist(),
-        step_hours=1.0,
-        mean=[280.0] * 2,
-        std=[3.0] * 2,
-        tendency_std=[0.5] * 2,
-    )
+    spec = net_spec(f, **{"linear_skip": True, **net})
     torch.manual_seed(0)
     return Forecaster(spec, valid=f.valid)
 

@@ -27,11 +27,37 @@ from wxmodels.config.cycle import CycleConfig
 from wxmodels.errors import RegistryError
 from wxmodels.registry.core import MANIFEST, Registry
 
-__all__ = ["compare_teachers", "incumbent", "warm_start_source"]
+__all__ = [
+    "challenge",
+    "compare_teachers",
+    "incumbent",
+    "pull_cached",
+    "verdict",
+    "warm_start_source",
+]
 
 log = logging.getLogger(__name__)
 
 ALIAS = "teacher"
+
+
+def pull_cached(cfg: CycleConfig, ref: str) -> Path:
+    """Pull ``ref`` (``NAME@ALIAS`` or ``NAME@VERSION``) into ``<workdir>/incumbent/<version>``
+    once: verified (sha256), landed atomically, so a half-pulled copy is never used."""
+    reg = Registry(cfg.promote.registry, cfg.promote.storage_options)
+    name, version = reg.resolve(ref)
+    dest = Path(cfg.workdir) / "incumbent" / version
+    if not (dest / MANIFEST).exists():
+        tmp = dest.parent / f".{version}.{uuid.uuid4().hex}.partial"
+        try:
+            reg.pull(f"{name}@{version}", tmp)
+            if dest.exists():  # a concurrent pull won; ours is identical
+                shutil.rmtree(tmp)
+            else:
+                os.replace(tmp, dest)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return dest
 
 
 def incumbent(cfg: CycleConfig) -> dict[str, Any] | None:
@@ -45,17 +71,7 @@ def incumbent(cfg: CycleConfig) -> dict[str, Any] | None:
     version = reg.resolve_alias(cfg.name, ALIAS)
     if version is None:
         return None
-    dest = Path(cfg.workdir) / "incumbent" / version
-    if not (dest / MANIFEST).exists():
-        tmp = dest.parent / f".{version}.{uuid.uuid4().hex}.partial"
-        try:
-            reg.pull(f"{cfg.name}@{version}", tmp)
-            if dest.exists():  # a concurrent pull won; ours is identical
-                shutil.rmtree(tmp)
-            else:
-                os.replace(tmp, dest)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+    dest = pull_cached(cfg, f"{cfg.name}@{version}")
     man = json.loads((dest / MANIFEST).read_text())
     if man.get("kind") != "teacher":
         raise RegistryError(
