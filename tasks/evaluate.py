@@ -91,6 +91,7 @@ def _rows(evaluation: dict[str, Any]) -> list[dict[str, Any]]:
         for v, leads in sc[name]["rmse"].items():
             for lead, x in leads.items():
                 row[f"rmse {v} {lead}h"] = None if x is None else round(x, 5)
+        row["pareto"] = "-" if gate is None else ("yes" if name in evaluation["pareto"] else "")
         row["gate"] = (
             "-"
             if gate is None

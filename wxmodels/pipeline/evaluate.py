@@ -18,6 +18,7 @@ from wxmodels.pipeline.context import RunData, load_run_data, set_threads
 from wxmodels.skill import scorecard as scj
 from wxmodels.skill.baselines import fit_linear
 from wxmodels.skill.gates import check_gates
+from wxmodels.skill.pareto import mean_relative_rmse, pareto_front
 from wxmodels.skill.seeps import seeps_climatology
 from wxmodels.skill.verify import (
     PRECIP,
@@ -271,8 +272,10 @@ def assemble(
                         "quantization_error",
                         "dir",
                     )
+                    if k in c
                 },
                 "climatology_bytes": c.get("climatology_bytes", 0),
+                "macs": c.get("macs"),
                 "latency_ms_batch1": lat.get("batch1_ms"),
                 "latency_ms_batch16": lat.get("batch16_ms"),
                 "gate": gate.to_dict(),
@@ -322,7 +325,23 @@ def assemble(
                 cfg, incumbent, record["scorecard"], failures.get("incumbent")
             ),
         }
-    from wxmodels.skill.plots import plot_heatmap, plot_skill_vs_lead
+    from wxmodels.skill.plots import plot_heatmap, plot_pareto, plot_skill_vs_lead
+
+    # the skill / size / speed front (every objective minimised)
+    for c in candidates:
+        c["relative_rmse"] = mean_relative_rmse(record["scorecard"], c["name"])
+    record["pareto"] = pareto_front(
+        {
+            c["name"]: (
+                c["size_bytes"],
+                c["latency_ms_batch1"] if c["latency_ms_batch1"] is not None else np.inf,
+                c["relative_rmse"],
+            )
+            for c in candidates
+        }
+    )
+    for c in candidates:
+        c["pareto"] = c["name"] in record["pareto"]
 
     record["plots"] = [
         str(plot_skill_vs_lead(sc, out / "rmse_vs_lead.png", "rmse")),
@@ -331,6 +350,18 @@ def assemble(
     if candidates:
         record["plots"].append(
             str(plot_heatmap(sc, [c["name"] for c in candidates], out / "scorecard_heatmap.png"))
+        )
+        rows = [
+            {
+                "name": c["name"],
+                "size_bytes": float(c["size_bytes"]),
+                "relative_rmse": c["relative_rmse"],
+                "passed": c["gate"]["passed"],
+            }
+            for c in candidates
+        ]
+        record["plots"].append(
+            str(plot_pareto(rows, record["pareto"], out / "pareto.png", teacher["onnx_size_bytes"]))
         )
     write_json_atomic(out / "evaluation.json", record)
     return record

@@ -18,6 +18,7 @@ from wxmodels.compress.common import CompressContext
 from wxmodels.config.cycle import CycleConfig
 from wxmodels.export.onnx import export_onnx, onnx_parity
 from wxmodels.nets.forecaster import Forecaster, save_forecaster
+from wxmodels.nets.macs import count_macs
 from wxmodels.pipeline.context import (
     clim_all,
     load_run_data,
@@ -136,6 +137,7 @@ def build_cell(cfg: CycleConfig, name: str, teacher_dir: str) -> dict[str, Any]:
         "climatology_bytes": 0,
         "params": model.n_params(),
         "sparsity": _sparsity(model),
+        "macs": count_macs(model),
         "history": model.history,
         "parity": parity_fp32,
         "quantization_error": parity if onnx_step is not None else None,

@@ -8,30 +8,18 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnx
 
 from wxmodels.config.cycle import CycleConfig
 from wxmodels.registry.card import model_card
 from wxmodels.registry.core import Registry
 from wxmodels.schema import get_variable
+from wxmodels.skill.pareto import mean_relative_rmse
 from wxmodels.utils import code_version, git_commit, package_versions, read_json
 
 __all__ = ["promote", "select_winners"]
 
 log = logging.getLogger(__name__)
-
-
-def _mean_rel_rmse(sc: dict[str, Any], model: str) -> float:
-    """Mean over variables and leads of RMSE / teacher RMSE."""
-    rel = []
-    for v, leads in sc[model]["rmse"].items():
-        for lead, x in leads.items():
-            t = sc["teacher"]["rmse"][v][lead]
-            if x is None or t is None or t == 0:
-                return float("inf")
-            rel.append(x / t)
-    return float(np.mean(rel))
 
 
 def select_winners(evaluation: dict[str, Any], cfg: CycleConfig) -> dict[str, str]:
@@ -48,7 +36,7 @@ def select_winners(evaluation: dict[str, Any], cfg: CycleConfig) -> dict[str, st
         return {}
     sc = evaluation["scorecard"]
     edge = min(passing, key=lambda c: (c["size_bytes"], c["name"]))
-    skill = {c["name"]: _mean_rel_rmse(sc, c["name"]) for c in passing}
+    skill = {c["name"]: mean_relative_rmse(sc, c["name"]) for c in passing}
     best = min(skill.values())
     near = [c for c in passing if skill[c["name"]] <= best + cfg.promote.hpc_max_rmse_increase]
 

@@ -35,6 +35,7 @@ def cycle_report(
             "parent": teacher.get("parent"),
             "init": teacher.get("init"),
             "params": teacher["params"],
+            "macs": teacher.get("macs"),
             "rmse": sc["teacher"]["rmse"],
             "acc": sc["teacher"]["acc"],
             "bias": sc["teacher"]["bias"],
@@ -54,6 +55,7 @@ def cycle_report(
                 "method": c["method"],
                 "recipe": c["label"],
                 "params": c["params"],
+                "macs": c.get("macs"),
                 "size_bytes": c["size_bytes"],
                 "size_ratio": t["size_bytes"] / c["size_bytes"],
                 "latency_ms_batch1": c["latency_ms_batch1"],
@@ -66,6 +68,8 @@ def cycle_report(
                 "rmse": sc[c["name"]]["rmse"],
                 "acc": sc[c["name"]]["acc"],
                 "parity": c["parity"],
+                "relative_rmse": c.get("relative_rmse"),
+                "pareto": c.get("pareto"),
                 "gate": c["gate"],
             }
             for c in evaluation["candidates"]

@@ -24,6 +24,7 @@ from wxmodels.nets.forecaster import (
     member,
     save_forecaster,
 )
+from wxmodels.nets.macs import count_macs
 from wxmodels.pipeline.champion import warm_start_source
 from wxmodels.pipeline.context import RunData, load_run_data, set_threads
 from wxmodels.registry.core import MANIFEST
@@ -268,6 +269,7 @@ def train_teacher(
         "variables": fields.variables,
         "step_hours": fields.step_hours,
         "params": model.n_params(),
+        "macs": count_macs(model),
         "net": cfg.net.model_dump(),
         "seed": seed,
         "fit": rep,

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
 
-__all__ = ["plot_heatmap", "plot_skill_vs_lead"]
+__all__ = ["plot_heatmap", "plot_pareto", "plot_skill_vs_lead"]
 
 _BASELINE_STYLE = {
     "persistence": ("k", "--"),
@@ -97,6 +97,38 @@ def plot_heatmap(
         )
     fig.colorbar(im, ax=ax, label="RMSE vs teacher (%)", shrink=0.8)
     ax.set_title("scorecard: RMSE change against the teacher", fontsize=9, pad=18)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_pareto(
+    rows: list[dict], front: list[str], path: str | Path, teacher_size: float | None = None
+) -> Path:
+    """Deployable size (log) against mean RMSE relative to the teacher, one point per
+    candidate (filled: passes the gates), the Pareto front joined by a line."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for r in rows:
+        x, y = r["size_bytes"], r["relative_rmse"]
+        if not (np.isfinite(x) and np.isfinite(y)):
+            continue
+        face = "tab:blue" if r["passed"] else "none"
+        ax.scatter(x, y, s=36, facecolors=face, edgecolors="tab:blue", zorder=3)
+        ax.annotate(r["name"], (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points")
+    pts = sorted((r["size_bytes"], r["relative_rmse"]) for r in rows if r["name"] in front)
+    if pts:
+        ax.plot(*zip(*pts, strict=True), "-", color="tab:orange", lw=1.5, label="Pareto front")
+    if teacher_size:
+        ax.scatter([teacher_size], [1.0], marker="*", s=120, color="k", label="teacher", zorder=4)
+    ax.axhline(1.0, color="0.6", lw=0.8, ls=":")
+    ax.set_xscale("log")
+    ax.set_xlabel("deployable size (bytes)")
+    ax.set_ylabel("mean RMSE / teacher RMSE")
+    ax.set_title("compression matrix: size against skill (filled: passes the gates)", fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=110)
