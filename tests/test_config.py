@@ -1,5 +1,6 @@
 """Configuration: YAML files, overrides, and one clear line for every mistake."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -84,3 +85,52 @@ def test_data_dir_is_expanded(monkeypatch):
     monkeypatch.delenv("WXC_DATA_DIR")
     cfg = load_config(REPO / "configs/wfde5-uk.yaml")
     assert cfg.data.source.expanded()[0].startswith("../shared/data/")
+
+
+def test_compression_grid_expands_to_named_cells():
+    from wxmodels.config.compress import CompressConfig
+
+    c = CompressConfig.model_validate(
+        {
+            "cells": [{"name": "int8", "steps": [{"method": "int8"}]}],
+            "grid": [
+                {
+                    "name": "distill-int8",
+                    "steps": [{"method": "distill", "epochs": 3}, {"method": "int8"}],
+                    "sweep": {"steps.0.width": [8, 12], "steps.0.depth": [1, 2]},
+                }
+            ],
+        }
+    )
+    names = [x.name for x in c.cells]
+    assert names == [
+        "int8",
+        "distill-int8-width-8-depth-1",
+        "distill-int8-width-8-depth-2",
+        "distill-int8-width-12-depth-1",
+        "distill-int8-width-12-depth-2",
+    ]
+    last = c.cells[-1].steps[0]
+    assert (last.width, last.depth, last.epochs) == (12, 2, 3)
+    # the expanded config is plain cells: it round-trips without the grid
+    assert CompressConfig.model_validate(c.model_dump()).cells == c.cells
+
+
+@pytest.mark.parametrize(
+    ("sweep", "message"),
+    [
+        ({"amount": [0.5]}, "steps.<index>.<field>"),
+        ({"steps.3.amount": [0.5]}, "names step 3 of 1"),
+        ({"steps.0.amount": []}, "non-empty list"),
+        ({"steps.0.amount": [1.5]}, "amount"),
+    ],
+)
+def test_compression_grid_errors_are_clear(sweep, message):
+    from pydantic import ValidationError
+
+    from wxmodels.config.compress import CompressConfig
+
+    with pytest.raises(ValidationError, match=re.escape(message)):
+        CompressConfig.model_validate(
+            {"grid": [{"name": "p", "steps": [{"method": "prune"}], "sweep": sweep}]}
+        )
