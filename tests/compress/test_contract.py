@@ -17,6 +17,7 @@ from wxmodels.compress.cluster import ClusterConfig
 from wxmodels.compress.distill import DistillConfig
 from wxmodels.compress.int8 import Int8Config
 from wxmodels.compress.lowrank import LowRankConfig
+from wxmodels.compress.packing import pack_onnx, unpack_onnx
 from wxmodels.compress.prune import PruneConfig
 from wxmodels.compress.structured import StructuredConfig
 from wxmodels.export.onnx import OrtForecaster, export_onnx, onnx_parity
@@ -65,6 +66,11 @@ class MethodContract:
         assert cfg_type.model_validate_json(self.config.model_dump_json()) == self.config
         path = export_onnx(model, tmp_path / "m.onnx")
         assert onnx_parity(model, path, state, tm) < 1e-4
+        # the deployable artifact (the pack) is smaller than the teacher's and unpacks exactly
+        packed = pack_onnx(path, tmp_path / "m.wxpack")
+        assert unpack_onnx(tmp_path / "m.wxpack") == path.read_bytes()
+        t_onnx = export_onnx(teacher, tmp_path / "t.onnx")
+        assert packed["bytes"] < pack_onnx(t_onnx, tmp_path / "t.wxpack")["bytes"]
         save_forecaster(model, tmp_path / "ckpt")
         again = load_forecaster(tmp_path / "ckpt")
         with torch.no_grad():

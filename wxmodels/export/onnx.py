@@ -78,12 +78,17 @@ def export_onnx(
 
 
 def ort_session(path: str | Path, *, threads: int = 1) -> ort.InferenceSession:
-    """A CPU session with a fixed number of intra-op threads (so that timings compare)."""
+    """A CPU session with a fixed number of intra-op threads (so that timings compare);
+    ``path`` is an ``.onnx`` file or a ``.wxpack`` (unpacked and checked in memory)."""
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.log_severity_level = 3
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if Path(path).suffix == ".wxpack":
+        from wxmodels.compress.packing import unpack_onnx
+
+        return ort.InferenceSession(unpack_onnx(path), so, providers=["CPUExecutionProvider"])
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 

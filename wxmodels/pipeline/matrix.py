@@ -15,6 +15,7 @@ import torch
 
 from wxmodels.compress import CellConfig, get_method
 from wxmodels.compress.common import CompressContext
+from wxmodels.compress.packing import pack_onnx
 from wxmodels.config.cycle import CycleConfig
 from wxmodels.export.onnx import export_onnx, onnx_parity
 from wxmodels.nets.forecaster import Forecaster, save_forecaster
@@ -123,6 +124,7 @@ def build_cell(cfg: CycleConfig, name: str, teacher_dir: str) -> dict[str, Any]:
     else:
         final = fp32.rename(tmp / "model.onnx")
         parity = parity_fp32
+    packed = pack_onnx(final, tmp / "model.wxpack")
     record = {
         "name": name,
         "id": cid,
@@ -133,7 +135,11 @@ def build_cell(cfg: CycleConfig, name: str, teacher_dir: str) -> dict[str, Any]:
         "store_version": trec["store_version"],
         "dir": str(out),
         "onnx": str(out / "model.onnx"),
-        "size_bytes": final.stat().st_size,
+        # deployable size: the pack (sparse / codebook weights, entropy-coded), which
+        # unpacks to exactly this ONNX file
+        "size_bytes": packed["bytes"],
+        "onnx_bytes": final.stat().st_size,
+        "packing": packed["encodings"],
         "climatology_bytes": 0,
         "params": model.n_params(),
         "sparsity": _sparsity(model),

@@ -142,6 +142,8 @@ def _publish(
             "scorecard.json": sc,
         }
         identity = ["model.onnx", "model.safetensors", "model.json"]
+        if (src_dir / "model.wxpack").exists():  # the compact form of model.onnx
+            files["model.wxpack"] = src_dir / "model.wxpack"
         if (src_dir / "climatology.nc").exists():  # the model's input climatology
             files["climatology.nc"] = src_dir / "climatology.nc"
             identity.append("climatology.nc")
