@@ -135,6 +135,7 @@ def tiny_cycle_config(tmp: Path, **overrides: Any) -> dict[str, Any]:
                 {
                     "name": "prune",
                     "steps": [{"method": "prune", "amount": 0.5, "steps": 1, "finetune_epochs": 1}],
+                    "protect": 1,
                 },
                 {"name": "int8", "steps": [{"method": "int8", "calibration_samples": 8}]},
                 {

@@ -160,3 +160,23 @@ def test_methods_refuse_what_they_cannot_do(teacher, ctx):
             ctx=ctx,
             filter_fn=lambda m, n: False,
         )
+
+
+def test_sensitivity_ranks_layers_and_protection_leaves_them_alone(teacher, ctx):
+    from wxmodels.compress.common import conv_modules
+    from wxmodels.compress.sensitivity import layer_sensitivity, protect_filter
+
+    sens = layer_sensitivity(teacher, ctx)
+    names = [f for f, _ in conv_modules(teacher)]
+    assert list(sens) == names and all(np.isfinite(v) for v in sens.values())
+    assert max(sens.values()) > 0  # damaging some layer costs something
+    filter_fn, protected = protect_filter(sens, 2)
+    assert protected == sorted(sens, key=lambda f: -sens[f])[:2]
+    cfg = PruneConfig(amount=0.6, steps=1, finetune_epochs=0)
+    pruned = get_method(cfg).apply(copy.deepcopy(teacher), cfg, ctx=ctx, filter_fn=filter_fn)
+    units = dict(conv_modules(pruned))
+    for fqn in protected:
+        w = units[fqn].conv.weight
+        assert int((w == 0).sum()) == 0, fqn
+    others = [f for f in names if f not in protected]
+    assert any(int((units[f].conv.weight == 0).sum()) > 0 for f in others)

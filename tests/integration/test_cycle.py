@@ -62,6 +62,17 @@ def test_report_shape(cycle_run):
     assert set(rep["wall_s"]) >= {"ingest", "train", "compress", "evaluate", "promote"}
 
 
+def test_protected_layer_is_left_alone(cycle_run):
+    tmp, cfg, rep = cycle_run
+    from flows.state import load_latest
+
+    cells = {c["name"]: c for c in load_latest(cfg, "compress", "test")["cells"]}
+    (protected,) = cells["prune"]["protected"]
+    sens = json.loads(next((Path(cfg.workdir) / "sensitivity").glob("*.json")).read_text())
+    assert protected == max(sens, key=sens.get)
+    assert cells["int8"]["protected"] == []
+
+
 def test_failing_cell_is_reported_and_others_go_on(cycle_run):
     _, _, rep = cycle_run
     (f,) = rep["failures"]

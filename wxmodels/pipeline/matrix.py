@@ -16,6 +16,7 @@ import torch
 from wxmodels.compress import CellConfig, get_method
 from wxmodels.compress.common import CompressContext
 from wxmodels.compress.packing import pack_onnx
+from wxmodels.compress.sensitivity import layer_sensitivity, protect_filter
 from wxmodels.config.cycle import CycleConfig
 from wxmodels.export.onnx import export_onnx, onnx_parity
 from wxmodels.nets.forecaster import Forecaster, save_forecaster
@@ -69,6 +70,18 @@ def _sparsity(model: Forecaster) -> float:
     return float(sum((x == 0).sum().item() for x in w) / max(total, 1))
 
 
+def _sensitivity(
+    cfg: CycleConfig, teacher: Forecaster, trec: dict[str, Any], ctx: CompressContext
+) -> dict[str, float]:
+    """The teacher's per-layer sensitivity, computed once per teacher and shared by cells."""
+    path = Path(cfg.workdir) / "sensitivity" / f"{trec['id']}.json"
+    if path.exists():
+        return read_json(path)
+    sens = layer_sensitivity(teacher, ctx)
+    write_json_atomic(path, sens)
+    return sens
+
+
 def build_cell(cfg: CycleConfig, name: str, teacher_dir: str) -> dict[str, Any]:
     """Build (or reuse) the cell ``name``; returns its record (written to ``cell.json``).
 
@@ -103,6 +116,10 @@ def build_cell(cfg: CycleConfig, name: str, teacher_dir: str) -> dict[str, Any]:
     if clim is not None:  # candidates take the teacher's input climatology
         shutil.copyfile(Path(teacher_dir) / "climatology.nc", tmp / "climatology.nc")
     model = copy.deepcopy(teacher)
+    filter_fn, protected = None, []
+    if cell.protect:
+        filter_fn, protected = protect_filter(_sensitivity(cfg, teacher, trec, ctx), cell.protect)
+        log.info("cell %s: leaves the most sensitive layers alone: %s", name, protected)
     onnx_step = None
     for step in cell.steps:
         method = get_method(step)
@@ -110,7 +127,7 @@ def build_cell(cfg: CycleConfig, name: str, teacher_dir: str) -> dict[str, Any]:
             onnx_step = step
             continue
         log.info("cell %s: %s", name, step.method)
-        model = method.apply(model, step, ctx=ctx)
+        model = method.apply(model, step, ctx=ctx, filter_fn=filter_fn)
     model.eval()
     save_forecaster(model, tmp / "torch")
     fp32 = export_onnx(model, tmp / "model_fp32.onnx")
@@ -143,6 +160,7 @@ def build_cell(cfg: CycleConfig, name: str, teacher_dir: str) -> dict[str, Any]:
         "climatology_bytes": 0,
         "params": model.n_params(),
         "sparsity": _sparsity(model),
+        "protected": protected,
         "macs": count_macs(model),
         "history": model.history,
         "parity": parity_fp32,
