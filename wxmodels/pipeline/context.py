@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import dask
 import numpy as np
 import torch
 
@@ -45,7 +46,10 @@ class RunData:
 def load_run_data(cfg: CycleConfig) -> RunData:
     """The committed store in memory and its split (as configured)."""
     store = Store(cfg.data.store, cfg.data.storage_options)
-    fields = load_fields(store, cfg.data.variables)
+    # read in this process: inside a Dask worker, dask would otherwise send the read's chunks
+    # back to the (busy, one-thread) cluster as tasks of their own
+    with dask.config.set(scheduler="synchronous"):
+        fields = load_fields(store, cfg.data.variables)
     return RunData(fields, make_split(fields, cfg.data.split), store)
 
 
