@@ -435,12 +435,20 @@ def registry_pull(
     dest: Path,
     registry: RegistryOpt = None,
     config: Annotated[Path | None, typer.Option("--config", "-c")] = None,
+    packed: Annotated[
+        bool,
+        typer.Option(
+            "--packed",
+            help="Download the compact model.wxpack and unpack it to model.onnx (verified).",
+        ),
+    ] = False,
 ) -> None:
     """Download NAME@ALIAS into DEST, verifying every sha256."""
     reg = _registry(registry, config)
     name, version = reg.resolve(ref)
-    path = reg.pull(ref, dest)
-    out.print(f"{name}@{version} -> {path} (checksums verified)")
+    path = reg.pull(ref, dest, packed=packed)
+    how = " from the pack" if packed else ""
+    out.print(f"{name}@{version} -> {path}{how} (checksums verified)")
 
 
 @registry_app.command("history")

@@ -285,3 +285,36 @@ def test_cli_warm_start_reference_is_pulled_and_verified(cycle_run):
     assert teacher_id.startswith("t-") and weights == path
     # a directory is passed through as it is
     assert _resolve_warm_start(cfg, str(path)) == str(path)
+
+
+def test_packed_pull_gives_the_published_onnx(cycle_run):
+    """A deployer can fetch the compact pack only: it unpacks to exactly the published
+    model.onnx (checked against the manifest), and a tampered pack is refused."""
+    tmp, cfg, rep = cycle_run
+    reg = Registry(cfg.promote.registry)
+    edge = reg.resolve_alias(cfg.name, "edge")
+    full = reg.pull(f"{cfg.name}@{edge}", tmp / "full")
+    small = reg.pull(f"{cfg.name}@{edge}", tmp / "small", packed=True)
+    assert (small / "model.onnx").read_bytes() == (full / "model.onnx").read_bytes()
+    assert not (small / "model.safetensors").exists()
+    assert (small / "model.wxpack").stat().st_size < (full / "model.onnx").stat().st_size
+    # the CLI flag
+    r = _wxc(
+        "registry",
+        "pull",
+        f"{cfg.name}@edge",
+        str(tmp / "cli-small"),
+        "--packed",
+        "--registry",
+        cfg.promote.registry,
+    )
+    assert r.returncode == 0 and "from the pack" in r.stdout
+    # a pack replaced after publication fails its own checksum first
+    f = Path(cfg.promote.registry) / cfg.name / "versions" / edge / "model.wxpack"
+    original = f.read_bytes()
+    try:
+        f.write_bytes(original[:-4] + b"evil")
+        with pytest.raises(Exception, match="checksum mismatch"):
+            reg.pull(f"{cfg.name}@{edge}", tmp / "evil", packed=True)
+    finally:
+        f.write_bytes(original)

@@ -333,19 +333,29 @@ class Registry:
         return self._read_json(f"{self._vdir(name, version)}/{MANIFEST}")
 
     # -- pulling -----------------------------------------------------------------------
-    def pull(self, ref: str, dest: str | Path) -> Path:
+    def pull(self, ref: str, dest: str | Path, *, packed: bool = False) -> Path:
         """Download every file of ``ref`` into ``dest``, verifying sha256 and size.
 
         Files are written beside their final name and renamed only after verification, so a
         failed pull leaves no file that looks complete. A mismatch raises
         :class:`~wxmodels.errors.ChecksumError` naming the file.
+
+        ``packed``: download ``model.wxpack`` instead of ``model.onnx`` and the torch weights
+        (the smallest transfer), then unpack it to ``model.onnx`` and check that against the
+        manifest's sha256 of ``model.onnx``: the same file as a full pull, end to end.
         """
         name, version = self.resolve(ref)
         vdir = self._vdir(name, version)
         man = self._read_json(f"{vdir}/{MANIFEST}")
         dest = Path(dest)
         dest.mkdir(parents=True, exist_ok=True)
-        for fname, meta in sorted(man["files"].items()):
+        files = dict(man["files"])
+        if packed:
+            if "model.wxpack" not in files:
+                raise RegistryError(f"{name}@{version} has no packed form (model.wxpack)")
+            for skip in ("model.onnx", "model.safetensors"):
+                files.pop(skip, None)
+        for fname, meta in sorted(files.items()):
             _validate_file(fname)
             tmp = dest / f".{fname}.{uuid.uuid4().hex}.partial"
             h = hashlib.sha256()
@@ -371,5 +381,24 @@ class Registry:
                 ) from None
             finally:
                 tmp.unlink(missing_ok=True)
+        if packed:
+            self._unpack(dest, man, f"{name}@{version}")
         (dest / MANIFEST).write_text(json.dumps(man, indent=1, sort_keys=True))
         return dest
+
+    @staticmethod
+    def _unpack(dest: Path, man: dict[str, Any], ref: str) -> None:
+        from wxmodels.compress.packing import PackError, unpack_onnx
+
+        try:
+            data = unpack_onnx(dest / "model.wxpack")
+        except PackError as e:
+            raise ChecksumError(f"{ref}/model.wxpack: {e}") from None
+        want = man["files"]["model.onnx"]
+        if hashlib.sha256(data).hexdigest() != want["sha256"] or len(data) != want["size"]:
+            raise ChecksumError(
+                f"{ref}/model.wxpack unpacks to a model.onnx that differs from the published one"
+            )
+        tmp = dest / f".model.onnx.{uuid.uuid4().hex}.partial"
+        tmp.write_bytes(data)
+        os.replace(tmp, dest / "model.onnx")
