@@ -209,15 +209,40 @@ class Store:
         commit = self.read_commit()
         if commit is None:
             raise DataError(f"store {self.url} is empty: run `wxc ingest` first")
-        ds = xr.open_zarr(
-            self.url, storage_options=self._so, consolidated=False, chunks=chunks, zarr_format=3
-        )
+        try:
+            ds = xr.open_zarr(
+                self.url, storage_options=self._so, consolidated=False, chunks=chunks, zarr_format=3
+            )
+        except ValueError as e:
+            if "conflicting sizes" not in str(e):
+                raise
+            # a writer was stopped between resizing its arrays: beyond the commit their lengths
+            # disagree, which xarray refuses; read each array alone and cut it to the commit
+            ds = self._open_by_array(chunks, commit.n_time)
         ds = ds.isel({TIME: slice(0, commit.n_time)})
         if commit.revision is not None:
             ds = self._overlay_backup(ds, commit.revision)
         ds.attrs["wxc_store_version"] = commit.version
         ds.attrs["wxc_store_url"] = self.url
         return ds
+
+    def _open_by_array(self, chunks: dict | str | None, n_time: int) -> xr.Dataset:
+        group = zarr.open_group(self.url, mode="r", storage_options=self._so, zarr_format=3)
+        names = sorted(group.array_keys())
+        parts = []
+        for name in names:
+            one = xr.open_zarr(
+                self.url,
+                storage_options=self._so,
+                consolidated=False,
+                chunks=chunks,
+                zarr_format=3,
+                drop_variables=[x for x in names if x != name],
+            )
+            if TIME in one.dims:
+                one = one.isel({TIME: slice(0, n_time)})
+            parts.append(one)
+        return xr.merge(parts, compat="override", join="override", combine_attrs="override")
 
     def static(self) -> xr.Dataset:
         """Static fields on the store's grid (``valid_mask`` always; others when ingested)."""
