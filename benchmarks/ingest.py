@@ -22,7 +22,8 @@ from pathlib import Path
 
 import xarray as xr
 
-from benchmarks.common import data_dir, machine, median, timed, write_report
+from benchmarks.common import REPO, data_dir, machine, median, timed, write_report
+from wxmodels.config import load_config
 from wxmodels.config.data import DataConfig
 from wxmodels.data.ingest import ingest
 from wxmodels.data.synthetic import write_synthetic_files
@@ -36,14 +37,8 @@ SYN_VARS = [
     "total_precipitation_rate",
     "surface_solar_radiation_downwards",
 ]
-WFDE5_VARS = [
-    "2m_temperature",
-    "2m_specific_humidity",
-    "10m_wind_speed",
-    "total_precipitation_rate",
-    "surface_solar_radiation_downwards",
-    "surface_thermal_radiation_downwards",
-]
+# the variables of the real-data config, one source of truth
+WFDE5_VARS = load_config(REPO / "configs/wfde5-uk.yaml").data.variables
 
 
 def _size(paths: list[str]) -> int:

@@ -14,14 +14,7 @@ from wxmodels.data.store import Store
 
 pytestmark = pytest.mark.realdata
 REPO = Path(__file__).resolve().parents[2]
-WFDE5_VARS = [
-    "2m_temperature",
-    "2m_specific_humidity",
-    "10m_wind_speed",
-    "total_precipitation_rate",
-    "surface_solar_radiation_downwards",
-    "surface_thermal_radiation_downwards",
-]
+WFDE5_VARS = load_config(REPO / "configs/wfde5-uk.yaml").data.variables
 
 
 def test_wfde5_ingest(shared_data, tmp_path):
