@@ -4,9 +4,11 @@
 from wxmodels.compress import (
     cluster,
     distill,
+    dynamic,
     int8,
     lowrank,
     prune,
+    qat,
     structured,
 )
 from wxmodels.compress.cell import CellConfig, MethodConfig
@@ -18,11 +20,13 @@ __all__ = [
     "MethodConfig",
     "cluster",
     "distill",
+    "dynamic",
     "get_method",
     "int8",
     "lowrank",
     "methods",
     "prune",
+    "qat",
     "register_method",
     "structured",
 ]

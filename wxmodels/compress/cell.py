@@ -9,9 +9,11 @@ from pydantic import Field, field_validator, model_validator
 
 from wxmodels.compress.cluster import ClusterConfig
 from wxmodels.compress.distill import DistillConfig
+from wxmodels.compress.dynamic import DynamicConfig
 from wxmodels.compress.int8 import Int8Config
 from wxmodels.compress.lowrank import LowRankConfig
 from wxmodels.compress.prune import PruneConfig
+from wxmodels.compress.qat import QatConfig
 from wxmodels.compress.registry import get_method
 from wxmodels.compress.structured import StructuredConfig
 from wxmodels.config.base import Strict
@@ -19,7 +21,14 @@ from wxmodels.config.base import Strict
 __all__ = ["CellConfig", "MethodConfig"]
 
 MethodConfig = Annotated[
-    PruneConfig | StructuredConfig | LowRankConfig | DistillConfig | ClusterConfig | Int8Config,
+    PruneConfig
+    | StructuredConfig
+    | LowRankConfig
+    | DistillConfig
+    | ClusterConfig
+    | QatConfig
+    | Int8Config
+    | DynamicConfig,
     Field(discriminator="method"),
 ]
 
@@ -50,6 +59,15 @@ class CellConfig(Strict):
             first = stages.index("onnx")
             if any(s == "torch" for s in stages[first:]) or stages.count("onnx") > 1:
                 raise ValueError(f"cell {self.name}: at most one ONNX step, and it comes last")
+        methods = [s.method for s in self.steps]
+        if "qat" in methods and methods[-1] != "int8":
+            raise ValueError(
+                f"cell {self.name}: a qat step trains for the int8 export; end the cell with int8"
+            )
+        if "qat" in methods and any(
+            m not in ("qat", "int8") for m in methods[methods.index("qat") :]
+        ):
+            raise ValueError(f"cell {self.name}: qat must be the last torch step (before int8)")
         return self
 
     @property

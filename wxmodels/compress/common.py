@@ -59,6 +59,9 @@ class CompressContext:
     """The teacher's input climatology at every time (climatology models)."""
     climatology: object | None = None
     """That climatology (:class:`~wxmodels.data.stats.Climatology`), for ONNX feeds."""
+    act_ranges: dict[str, tuple[float, float]] | None = None
+    """Conv input ranges learned by a ``qat`` step (``{conv fqn: (lo, hi)}``), which the
+    ``int8`` step uses instead of calibrating them."""
 
     def inits(self, part: str, history: int, steps: int) -> np.ndarray:
         return self.split.inits(self.fields, part, history=history, lead_steps=steps)

@@ -70,15 +70,39 @@ def _edge_convs(path: Path, which: list[str]) -> list[str]:
     return out
 
 
+def _module_of(node: onnx.NodeProto) -> str:
+    # the exporter names a node after its module: /core/enc.0/conv1/conv/Conv is the module
+    # core.enc.0.conv1.conv
+    return node.name.strip("/").rsplit("/", 1)[0].replace("/", ".")
+
+
+def learned_ranges(
+    path: Path, ranges: dict[str, tuple[float, float]] | None
+) -> dict[str, list[dict]]:
+    """``TensorQuantOverrides`` that give each conv input the range a ``qat`` step learned."""
+    if not ranges:
+        return {}
+    convs = {_module_of(n): n for n in onnx.load(str(path)).graph.node if n.op_type == "Conv"}
+    missing = sorted(set(ranges) - set(convs))
+    if missing:
+        raise ValueError(f"int8: learned ranges name convs the graph lacks: {missing[:5]}")
+    return {
+        convs[fqn].input[0]: [{"rmin": np.float32(lo), "rmax": np.float32(hi)}]
+        for fqn, (lo, hi) in ranges.items()
+    }
+
+
 def apply(
     src: str | Path, dst: str | Path, config: Int8Config, *, ctx: CompressContext, history: int
 ) -> Path:
-    """Quantize the fp32 ONNX model ``src`` into ``dst``."""
+    """Quantize the fp32 ONNX model ``src`` into ``dst`` (activation ranges from a preceding
+    ``qat`` step where there was one, else calibrated)."""
     dst = Path(dst)
     with tempfile.TemporaryDirectory() as tmp:
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
         exclude = _edge_convs(pre, list(config.fp32_layers))
+        overrides = learned_ranges(pre, ctx.act_ranges)
         quantize_static(
             str(pre),
             str(dst),
@@ -91,6 +115,7 @@ def apply(
             op_types_to_quantize=list(config.op_types),
             calibrate_method=_METHODS[config.calibrate_method],
             nodes_to_exclude=exclude,
+            extra_options={"TensorQuantOverrides": overrides} if overrides else {},
         )
     return dst
 

@@ -1,0 +1,90 @@
+"""Quantization-aware fine-tuning exported as QDQ, and dynamic quantization."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import numpy_helper
+
+from wxmodels.compress import CellConfig, get_method
+from wxmodels.compress.dynamic import DynamicConfig
+from wxmodels.compress.int8 import Int8Config
+from wxmodels.compress.qat import QatConfig, fake_quant_weight
+from wxmodels.export.onnx import OrtForecaster, export_onnx
+
+
+def _inits(path):
+    return {i.name: numpy_helper.to_array(i) for i in onnx.load(str(path)).graph.initializer}
+
+
+def test_qat_exports_qdq_with_the_learned_ranges_and_integers(teacher, ctx, probe, tmp_path):
+    cfg = QatConfig(finetune_epochs=2)
+    assert QatConfig.model_validate_json(cfg.model_dump_json()) == cfg
+    model = get_method(cfg).apply(copy.deepcopy(teacher), cfg, ctx=ctx).eval()
+    assert set(ctx.act_ranges) >= {"core.enc.0.conv2.conv", "core.head.conv"}
+    assert not any("parametrizations" in n for n, _ in model.named_parameters())
+    fp32 = export_onnx(model, tmp_path / "fp32.onnx")
+    q = get_method("int8").apply(
+        fp32, tmp_path / "q.onnx", Int8Config(calibration_samples=4), ctx=ctx, history=2
+    )
+    graph = onnx.load(str(q)).graph
+    inits = _inits(q)
+    # the conv input of enc.0.conv2 is quantized over the range qat learned, not a calibrated one
+    conv = next(n for n in graph.node if n.op_type == "Conv" and "enc.0/conv2" in n.name)
+    dq_in = next(n for n in graph.node if n.output[0] == conv.input[0])
+    lo, hi = ctx.act_ranges["core.enc.0.conv2.conv"]
+    assert float(inits[dq_in.input[1]]) == pytest.approx((hi - lo) / 255, rel=1e-5)
+    # the int8 weights are the integers qat trained through: dequantized == fake-quantized
+    dq_w = next(n for n in graph.node if n.output[0] == conv.input[1])
+    w_int = inits[dq_w.input[0]].astype(np.float32)
+    w_scale = inits[dq_w.input[1]].astype(np.float32)
+    w = model.core.enc[0].conv2.conv.weight.detach()
+    np.testing.assert_allclose(
+        w_int * w_scale[:, None, None, None], fake_quant_weight(w).numpy(), rtol=1e-5, atol=1e-7
+    )
+    state, tm = probe
+    out = OrtForecaster(q)(state, tm)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(state), torch.from_numpy(tm)).numpy()
+    valid = ctx.fields.valid
+    assert np.isfinite(out[:, :, valid]).all()
+    assert np.abs(out - ref)[:, :, valid].max() < 0.5
+
+
+def test_qat_must_end_in_int8():
+    with pytest.raises(ValueError, match="end the cell with int8"):
+        CellConfig(name="q", steps=[{"method": "qat"}])
+    with pytest.raises(ValueError, match="qat must be the last torch step"):
+        CellConfig(name="q", steps=[{"method": "qat"}, {"method": "prune"}, {"method": "int8"}])
+    CellConfig(name="q", steps=[{"method": "distill"}, {"method": "qat"}, {"method": "int8"}])
+
+
+def test_dynamic_quantizes_convs_without_calibration(teacher, ctx, probe, tmp_path):
+    cfg = DynamicConfig()
+    assert DynamicConfig.model_validate_json(cfg.model_dump_json()) == cfg
+    fp32 = export_onnx(teacher, tmp_path / "fp32.onnx")
+    q = get_method(cfg).apply(fp32, tmp_path / "dyn.onnx", cfg, ctx=ctx, history=2)
+    ops = [n.op_type for n in onnx.load(str(q)).graph.node]
+    assert "ConvInteger" in ops and "DynamicQuantizeLinear" in ops
+    assert ops.count("Conv") == 2  # the first and the last stay fp32
+    assert q.stat().st_size < fp32.stat().st_size
+    state, tm = probe
+    out, ref = OrtForecaster(q)(state, tm), OrtForecaster(fp32)(state, tm)
+    valid = ctx.fields.valid
+    assert np.abs(out - ref)[:, :, valid].max() < 0.5
+
+
+def test_dynamic_refuses_a_graph_without_its_op_types(teacher, ctx, tmp_path):
+    fp32 = export_onnx(teacher, tmp_path / "fp32.onnx")
+    with pytest.raises(ValueError, match="no MatMul/Gemm node"):
+        get_method("dynamic").apply(
+            fp32,
+            tmp_path / "d.onnx",
+            DynamicConfig(op_types=["MatMul", "Gemm"]),
+            ctx=ctx,
+            history=2,
+        )
