@@ -7,6 +7,7 @@ import logging
 import os
 from collections.abc import Iterator
 
+import dask
 from prefect_dask import DaskTaskRunner
 
 from wxmodels.config.runtime import RuntimeConfig
@@ -25,6 +26,11 @@ def dask_runner(rt: RuntimeConfig, address: str | None = None) -> DaskTaskRunner
 
 
 def _local_kwargs(rt: RuntimeConfig) -> dict:
+    # read by each Nanny before it spawns its worker (glibc reads the variable at start-up);
+    # None removes Dask's default rather than setting a value
+    dask.config.set(
+        {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": rt.malloc_trim_threshold}
+    )
     return {
         "n_workers": rt.n_workers,
         "threads_per_worker": rt.threads_per_worker,
