@@ -23,6 +23,18 @@ def shared_data() -> Path:
     return d
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _model_cache(tmp_path_factory):
+    """Registry pulls go through a cache of the session's own, not the user's."""
+    old = os.environ.get("WXC_CACHE")
+    os.environ["WXC_CACHE"] = str(tmp_path_factory.mktemp("wxc-cache"))
+    yield
+    if old is None:
+        os.environ.pop("WXC_CACHE", None)
+    else:
+        os.environ["WXC_CACHE"] = old
+
+
 @pytest.fixture(scope="session")
 def prefect_server():
     """A temporary Prefect server (SQLite) for the session; its URL is exported to the
@@ -43,11 +55,13 @@ def prefect_server():
 class S3Server:
     """A running S3-compatible server and a way to get a fresh bucket on it."""
 
-    def __init__(self, kind: str, storage_options: dict, stop):
+    def __init__(self, kind: str, storage_options: dict, stop, swift=None):
         self.kind = kind
         self.storage_options = storage_options
         self._stop = stop
         self._n = 0
+        self.swift = swift
+        """The :class:`~infra.s3.SwiftS3` (fault tests stop and restart its proxy); None on moto."""
 
     def bucket(self) -> str:
         import s3fs
@@ -67,7 +81,7 @@ def s3_server(tmp_path_factory):
 
     if swift_available():
         swift = SwiftS3(tmp_path_factory.mktemp("swift")).start()
-        yield S3Server("swift", swift.storage_options(), swift.stop)
+        yield S3Server("swift", swift.storage_options(), swift.stop, swift)
         swift.stop()
         return
     from moto.server import ThreadedMotoServer

@@ -21,6 +21,7 @@ import logging
 import os
 import re
 import socket
+import time
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -30,6 +31,7 @@ from typing import Any
 import fsspec
 
 from wxmodels.errors import ChecksumError, RegistryError
+from wxmodels.registry.cache import Cache
 
 __all__ = ["AliasEvent", "Registry", "parse_ref", "validate_name"]
 
@@ -99,6 +101,17 @@ class AliasEvent:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _mtime(info: dict[str, Any], default: float) -> float:
+    """Modification time (epoch seconds) of an fsspec ``info`` entry, local or object store."""
+    for key in ("mtime", "LastModified", "last_modified", "created"):
+        v = info.get(key)
+        if isinstance(v, datetime):
+            return v.timestamp()
+        if isinstance(v, int | float):
+            return float(v)
+    return default
 
 
 def _who() -> str:
@@ -332,73 +345,153 @@ class Registry:
         name, version = self.resolve(ref)
         return self._read_json(f"{self._vdir(name, version)}/{MANIFEST}")
 
-    # -- pulling -----------------------------------------------------------------------
-    def pull(self, ref: str, dest: str | Path, *, packed: bool = False) -> Path:
-        """Download every file of ``ref`` into ``dest``, verifying sha256 and size.
+    # -- housekeeping --------------------------------------------------------------------
+    def gc(self, *, older_than: float = 3600.0, dry_run: bool = False) -> list[str]:
+        """Delete what interrupted writers left: version directories without a manifest and
+        ``*.partial`` files, once their newest file is ``older_than`` seconds old (younger ones
+        may belong to a publication still in flight). Returns the paths (removed unless
+        ``dry_run``); published versions and alias events are never touched."""
+        now = time.time()
+        doomed = []
+        for name in self.names():
+            d = self._p(name, "versions")
+            if not self._exists(d):
+                continue
+            for p in self.fs.ls(d, detail=False):
+                p = p.rstrip("/")
+                if self._exists(f"{p}/{MANIFEST}"):
+                    continue
+                infos = list(self.fs.find(p, detail=True).values())
+                newest = max((_mtime(i, now) for i in infos), default=now)
+                if now - newest >= older_than:
+                    doomed.append(p)
+        if self._local and self._exists(self.root):
+            for p, info in self.fs.find(self.root, detail=True).items():
+                stale = p.endswith(".partial") and now - _mtime(info, now) >= older_than
+                if stale and not any(p.startswith(f"{d}/") for d in doomed):
+                    doomed.append(p)
+        for p in doomed:
+            log.info("%s %s", "would remove" if dry_run else "removing", p)
+            if dry_run:
+                continue
+            if self._local:
+                self.fs.rm(p, recursive=True)
+            else:  # object by object: some S3 servers refuse the bulk DeleteObjects call
+                for f in self.fs.find(p):
+                    self.fs.rm_file(f)
+        return doomed
 
-        Files are written beside their final name and renamed only after verification, so a
-        failed pull leaves no file that looks complete. A mismatch raises
+    # -- pulling -----------------------------------------------------------------------
+    def pull(
+        self,
+        ref: str,
+        dest: str | Path | None = None,
+        *,
+        packed: bool = False,
+        offline: bool = False,
+        cache: Cache | str | Path | None = None,
+    ) -> Path:
+        """The files of ``ref`` (``name@alias`` or ``name@version``), verified, in a directory.
+
+        Files go through the local content-addressed cache (:class:`Cache`; ``$WXC_CACHE``):
+        a file whose sha256 is already there is not downloaded again; a downloaded file is
+        checked against the manifest's sha256 and size before it enters the cache, and every
+        cached file is re-hashed when handed out. A mismatch raises
         :class:`~wxmodels.errors.ChecksumError` naming the file.
 
+        ``dest``: copy the files there (default: the cache's own directory for the version,
+        hard links, returned). ``offline``: resolve the reference and take every file from the
+        cache alone, without contacting the registry (aliases as last seen online).
         ``packed``: download ``model.wxpack`` instead of ``model.onnx`` and the torch weights
-        (the smallest transfer), then unpack it to ``model.onnx`` and check that against the
-        manifest's sha256 of ``model.onnx``: the same file as a full pull, end to end.
+        (the smallest transfer), unpack it and check the result against the manifest's sha256
+        of ``model.onnx``: the same file as a full pull, end to end.
         """
-        name, version = self.resolve(ref)
+        cache = cache if isinstance(cache, Cache) else Cache(cache)
+        name, tag = parse_ref(ref)
+        if offline:
+            version, man = self._resolve_cached(cache, name, tag, ref)
+        else:
+            name, version = self.resolve(ref)
+            man = self._read_json(f"{self._vdir(name, version)}/{MANIFEST}")
+            if man.get("name") != name or man.get("version") != version:
+                raise ChecksumError(f"{name}@{version}: the manifest names another version")
+            cache.put_manifest(self.url, man)
+            if tag != version:
+                cache.remember_alias(self.url, name, tag, version)
         vdir = self._vdir(name, version)
-        man = self._read_json(f"{vdir}/{MANIFEST}")
-        dest = Path(dest)
-        dest.mkdir(parents=True, exist_ok=True)
         files = dict(man["files"])
         if packed:
             if "model.wxpack" not in files:
                 raise RegistryError(f"{name}@{version} has no packed form (model.wxpack)")
             for skip in ("model.onnx", "model.safetensors"):
                 files.pop(skip, None)
+        blobs = {}
         for fname, meta in sorted(files.items()):
             _validate_file(fname)
-            tmp = dest / f".{fname}.{uuid.uuid4().hex}.partial"
-            h = hashlib.sha256()
-            size = 0
-            try:
-                with self.fs.open(f"{vdir}/{fname}", "rb") as src, open(tmp, "wb") as out:
-                    while chunk := src.read(_CHUNK):
-                        h.update(chunk)
-                        size += len(chunk)
-                        out.write(chunk)
-                if size != meta["size"] or h.hexdigest() != meta["sha256"]:
-                    raise ChecksumError(
-                        f"{name}@{version}/{fname}: checksum mismatch (expected sha256 "
-                        f"{meta['sha256'][:16]}..., {meta['size']} bytes; got "
-                        f"{h.hexdigest()[:16]}..., {size} bytes): the file was changed after "
-                        "publication"
-                    )
-                os.replace(tmp, dest / fname)
-            except FileNotFoundError:
-                raise ChecksumError(
-                    f"{name}@{version}/{fname}: listed in the manifest but "
-                    "missing from the registry"
-                ) from None
-            finally:
-                tmp.unlink(missing_ok=True)
+            what = f"{name}@{version}/{fname}"
+            if not cache.has(meta["sha256"], meta["size"]):
+                if offline:
+                    raise RegistryError(f"{what} is not in the cache; pull {ref} once online")
+                self._download(f"{vdir}/{fname}", meta, cache, what)
+            blobs[fname] = cache.verified(meta["sha256"], meta["size"], what)
         if packed:
-            self._unpack(dest, man, f"{name}@{version}")
-        (dest / MANIFEST).write_text(json.dumps(man, indent=1, sort_keys=True))
-        return dest
+            blobs["model.onnx"] = self._unpack(cache, blobs["model.wxpack"], man, name, version)
+        tmp = cache.tmp()
+        body = json.dumps(man, indent=1, sort_keys=True).encode()
+        tmp.write_bytes(body)
+        blobs[MANIFEST] = cache.add(tmp, hashlib.sha256(body).hexdigest())
+        target = Path(dest) if dest is not None else cache.model_dir(self.url, name, version)
+        return cache.materialise(blobs, target, link=dest is None)
+
+    def _resolve_cached(
+        self, cache: Cache, name: str, tag: str, ref: str
+    ) -> tuple[str, dict[str, Any]]:
+        version = tag if cache.manifest(self.url, name, tag) else cache.alias(self.url, name, tag)
+        man = cache.manifest(self.url, name, version) if version else None
+        if man is None:
+            raise RegistryError(f"{ref} is not in the cache of {self.url}; pull it once online")
+        return version, man
+
+    def _download(self, path: str, meta: dict[str, Any], cache: Cache, what: str) -> None:
+        tmp = cache.tmp()
+        h = hashlib.sha256()
+        size = 0
+        try:
+            with self.fs.open(path, "rb") as src, open(tmp, "wb") as out:
+                while chunk := src.read(_CHUNK):
+                    h.update(chunk)
+                    size += len(chunk)
+                    out.write(chunk)
+            if size != meta["size"] or h.hexdigest() != meta["sha256"]:
+                raise ChecksumError(
+                    f"{what}: checksum mismatch (expected sha256 {meta['sha256'][:16]}..., "
+                    f"{meta['size']} bytes; got {h.hexdigest()[:16]}..., {size} bytes): the "
+                    "file was changed after publication"
+                )
+            cache.add(tmp, meta["sha256"])
+        except FileNotFoundError:
+            raise ChecksumError(
+                f"{what}: listed in the manifest but missing from the registry"
+            ) from None
+        finally:
+            tmp.unlink(missing_ok=True)
 
     @staticmethod
-    def _unpack(dest: Path, man: dict[str, Any], ref: str) -> None:
+    def _unpack(cache: Cache, pack: Path, man: dict[str, Any], name: str, version: str) -> Path:
         from wxmodels.compress.packing import PackError, unpack_onnx
 
+        ref = f"{name}@{version}"
+        want = man["files"]["model.onnx"]
+        if cache.has(want["sha256"], want["size"]):
+            return cache.verified(want["sha256"], want["size"], f"{ref}/model.onnx")
         try:
-            data = unpack_onnx(dest / "model.wxpack")
+            data = unpack_onnx(pack)
         except PackError as e:
             raise ChecksumError(f"{ref}/model.wxpack: {e}") from None
-        want = man["files"]["model.onnx"]
         if hashlib.sha256(data).hexdigest() != want["sha256"] or len(data) != want["size"]:
             raise ChecksumError(
                 f"{ref}/model.wxpack unpacks to a model.onnx that differs from the published one"
             )
-        tmp = dest / f".model.onnx.{uuid.uuid4().hex}.partial"
+        tmp = cache.tmp()
         tmp.write_bytes(data)
-        os.replace(tmp, dest / "model.onnx")
+        return cache.add(tmp, want["sha256"])

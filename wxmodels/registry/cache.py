@@ -1,0 +1,146 @@
+"""The local, content-addressed cache that pulls go through.
+
+Layout under the cache root (``$WXC_CACHE``, default ``~/.cache/wxcompress``)::
+
+    blobs/sha256/<hh>/<sha256>                verified file contents, read-only
+    manifests/<registry>/<name>/<version>.json  manifests of versions pulled
+    aliases/<registry>/<name>/<alias>           the version an alias resolved to when last online
+    models/<registry>/<name>/<version>/         a version's files (hard links to the blobs)
+
+``<registry>`` is a hash of the registry URL, so one cache serves several registries. Every
+write is a temporary file renamed into place, so an interrupted pull leaves nothing that looks
+complete; a blob is re-hashed whenever it is handed out, so a cache edited behind our back is
+caught, not served.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import stat
+import uuid
+from pathlib import Path
+from typing import Any
+
+from wxmodels.errors import ChecksumError, RegistryError
+
+__all__ = ["Cache", "default_cache_dir"]
+
+_CHUNK = 1 << 20
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("WXC_CACHE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "wxcompress"
+
+
+def _hash_file(path: Path) -> tuple[str, int]:
+    h, n = hashlib.sha256(), 0
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+            n += len(chunk)
+    return h.hexdigest(), n
+
+
+class Cache:
+    """Content-addressed blobs plus what is needed to resolve references offline."""
+
+    def __init__(self, root: str | Path | None = None):
+        self.root = Path(root) if root is not None else default_cache_dir()
+
+    @staticmethod
+    def key(url: str) -> str:
+        return hashlib.sha256(url.encode()).hexdigest()[:16]
+
+    # -- blobs -------------------------------------------------------------------------
+    def blob(self, sha256: str) -> Path:
+        if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+            raise RegistryError(f"not a sha256: {sha256!r}")
+        return self.root / "blobs" / "sha256" / sha256[:2] / sha256
+
+    def has(self, sha256: str, size: int) -> bool:
+        p = self.blob(sha256)
+        return p.is_file() and p.stat().st_size == size
+
+    def tmp(self) -> Path:
+        d = self.root / "tmp"
+        d.mkdir(parents=True, exist_ok=True)
+        return d / f"{uuid.uuid4().hex}.partial"
+
+    def add(self, tmp: Path, sha256: str) -> Path:
+        """Move a verified temporary file into the blob store (read-only)."""
+        dst = self.blob(sha256)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(tmp, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+        os.replace(tmp, dst)
+        return dst
+
+    def verified(self, sha256: str, size: int, what: str) -> Path:
+        """The blob, re-hashed; a blob that no longer matches is removed and reported."""
+        p = self.blob(sha256)
+        got, n = _hash_file(p)
+        if got != sha256 or n != size:
+            p.unlink(missing_ok=True)
+            raise ChecksumError(
+                f"{what}: the cached copy at {p} was modified (removed; pull again online)"
+            )
+        return p
+
+    # -- references ----------------------------------------------------------------------
+    def _write(self, path: Path, data: bytes) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+
+    def put_manifest(self, url: str, man: dict[str, Any]) -> None:
+        p = self.root / "manifests" / self.key(url) / man["name"] / f"{man['version']}.json"
+        self._write(p, json.dumps(man, indent=1, sort_keys=True).encode())
+
+    def manifest(self, url: str, name: str, version: str) -> dict[str, Any] | None:
+        p = self.root / "manifests" / self.key(url) / name / f"{version}.json"
+        return json.loads(p.read_text()) if p.is_file() else None
+
+    def remember_alias(self, url: str, name: str, alias: str, version: str) -> None:
+        self._write(self.root / "aliases" / self.key(url) / name / alias, version.encode())
+
+    def alias(self, url: str, name: str, alias: str) -> str | None:
+        p = self.root / "aliases" / self.key(url) / name / alias
+        return p.read_text().strip() if p.is_file() else None
+
+    # -- materialised versions -----------------------------------------------------------
+    def model_dir(self, url: str, name: str, version: str) -> Path:
+        return self.root / "models" / self.key(url) / name / version
+
+    def materialise(self, files: dict[str, Path], dest: Path, *, link: bool) -> Path:
+        """Place ``files`` ({name: blob}) in ``dest``: hard links into the cache's own model
+        directories (``link``), copies elsewhere (a deployer may edit them). Built beside
+        ``dest`` and renamed, or file by file into an existing ``dest``."""
+        if link:
+            if dest.is_dir() and all((dest / f).is_file() for f in files):
+                return dest
+            build = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.partial")
+            build.mkdir(parents=True)
+            try:
+                for fname, blob in files.items():
+                    try:
+                        os.link(blob, build / fname)
+                    except OSError:  # another file system: copy
+                        shutil.copyfile(blob, build / fname)
+                shutil.rmtree(dest, ignore_errors=True)
+                os.replace(build, dest)
+            finally:
+                shutil.rmtree(build, ignore_errors=True)
+            return dest
+        dest.mkdir(parents=True, exist_ok=True)
+        for fname, blob in files.items():
+            tmp = dest / f".{fname}.{uuid.uuid4().hex}.partial"
+            shutil.copyfile(blob, tmp)
+            os.replace(tmp, dest / fname)
+        return dest
