@@ -359,7 +359,7 @@ def _registry(url: str | None, config: Path | None = None):
 @app.command()
 def predict(
     model: Annotated[str, typer.Option(help="NAME@ALIAS or NAME@VERSION.")],
-    start: Annotated[str, typer.Option(help="Initialisation time (ISO 8601).")],
+    start: Annotated[str, typer.Option(help="Initialisation time(s), ISO 8601, comma separated.")],
     out_path: Annotated[Path, typer.Option("--out", help="Output .nc (NetCDF) or .zarr.")],
     leads: Annotated[str, typer.Option(help="Lead times in hours, comma separated.")] = "1,6,24",
     input_: Annotated[
@@ -372,24 +372,46 @@ def predict(
     ] = None,
     registry: RegistryOpt = None,
     config: Annotated[Path | None, typer.Option("--config", "-c")] = None,
+    offline: Annotated[
+        bool, typer.Option("--offline", help="Take the model from the local cache only.")
+    ] = False,
+    runtime: Annotated[
+        str,
+        typer.Option(help="onnx (onnxruntime, edge) or torch (safetensors weights, HPC)."),
+    ] = "onnx",
+    batch_size: Annotated[int, typer.Option(min=1, help="Initialisations per call.")] = 16,
+    threads: Annotated[int, typer.Option(min=1, help="Compute threads.")] = 1,
 ) -> None:
-    """Pull a model (verified) and forecast from the analyses at START."""
+    """Pull a model (verified, through the local cache) and forecast from the analyses at
+    START."""
     from wxmodels.predict import forecast, write_forecast
 
     reg = _registry(registry, config)
-    name, version = reg.resolve(model)
-    dest = reg.pull(
-        f"{name}@{version}", Path(os.environ.get("WXC_HOME", ".wxc")) / "models" / name / version
-    )
+    dest = reg.pull(model, offline=offline)
     man = json.loads((dest / "manifest.json").read_text())
+    name, version = man["name"], man["version"]
     source = input_ or man["lineage"]["store_url"]
     try:
         lead_list = [int(x) for x in leads.split(",") if x.strip()]
     except ValueError:
         raise WxcError(f"--leads {leads!r}: give integers, comma separated") from None
-    ds = forecast(dest, source, start, lead_list)
+    if runtime not in ("onnx", "torch"):
+        raise WxcError(f"--runtime {runtime!r}: onnx or torch")
+    starts = [t.strip() for t in start.split(",") if t.strip()]
+    ds = forecast(
+        dest,
+        source,
+        starts,
+        lead_list,
+        runtime=runtime,  # type: ignore[arg-type]
+        batch_size=batch_size,
+        threads=threads,
+    )
     path = write_forecast(ds, out_path)
-    out.print(f"{name}@{version}: forecast from {start} at {lead_list} h -> {path}")
+    out.print(
+        f"{name}@{version} ({runtime}): {len(starts)} forecast(s) from {starts[0]} "
+        f"at {lead_list} h -> {path}"
+    )
 
 
 # -- registry ----------------------------------------------------------------------------
@@ -432,7 +454,9 @@ def registry_show(
 @registry_app.command("pull")
 def registry_pull(
     ref: str,
-    dest: Path,
+    dest: Annotated[
+        Path | None, typer.Argument(help="Copy the files here (default: the cache's own copy).")
+    ] = None,
     registry: RegistryOpt = None,
     config: Annotated[Path | None, typer.Option("--config", "-c")] = None,
     packed: Annotated[
@@ -442,13 +466,35 @@ def registry_pull(
             help="Download the compact model.wxpack and unpack it to model.onnx (verified).",
         ),
     ] = False,
+    offline: Annotated[
+        bool,
+        typer.Option("--offline", help="Use the local cache only (aliases as last seen online)."),
+    ] = False,
 ) -> None:
-    """Download NAME@ALIAS into DEST, verifying every sha256."""
+    """Fetch NAME@ALIAS through the local cache ($WXC_CACHE), verifying every sha256."""
     reg = _registry(registry, config)
-    name, version = reg.resolve(ref)
-    path = reg.pull(ref, dest, packed=packed)
+    path = reg.pull(ref, dest, packed=packed, offline=offline)
+    man = json.loads((path / "manifest.json").read_text())
     how = " from the pack" if packed else ""
-    out.print(f"{name}@{version} -> {path}{how} (checksums verified)")
+    how += " (offline, from the cache)" if offline else ""
+    out.print(f"{man['name']}@{man['version']} -> {path}{how} (checksums verified)")
+
+
+@registry_app.command("gc")
+def registry_gc(
+    older_than: Annotated[
+        float, typer.Option(help="Only what is at least this many hours old (in-flight writes).")
+    ] = 1.0,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List, remove nothing.")] = False,
+    registry: RegistryOpt = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c")] = None,
+) -> None:
+    """Remove what interrupted publications left (versions without a manifest)."""
+    gone = _registry(registry, config).gc(older_than=older_than * 3600, dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    for p in gone:
+        out.print(f"{verb} {p}")
+    out.print(f"{verb} {len(gone)} item(s)")
 
 
 @registry_app.command("history")

@@ -6,6 +6,7 @@ import json
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -30,13 +31,26 @@ def load_inputs(
     storage_options: dict | None = None,
 ) -> xr.Dataset:
     """The ``history`` analyses ending at ``start`` from a store, a Zarr URL or a NetCDF file."""
+    return _select(_open(source, storage_options), source, variables, start, history, step_hours)
+
+
+def _open(source: str, storage_options: dict | None) -> xr.Dataset:
     if source.endswith((".nc", ".nc4", ".cdf")):
-        ds = xr.open_dataset(source)
-    else:
-        try:
-            ds = Store(source, storage_options).open()
-        except DataError:
-            ds = xr.open_zarr(source, storage_options=storage_options)
+        return xr.open_dataset(source)
+    try:
+        return Store(source, storage_options).open()
+    except DataError:
+        return xr.open_zarr(source, storage_options=storage_options)
+
+
+def _select(
+    ds: xr.Dataset,
+    source: str,
+    variables: list[str],
+    start: pd.Timestamp,
+    history: int,
+    step_hours: float,
+) -> xr.Dataset:
     missing = [v for v in variables if v not in ds.data_vars]
     if missing:
         raise DataError(f"{source} lacks the model's variables {missing}")
@@ -50,51 +64,105 @@ def load_inputs(
         ) from None
 
 
+class _TorchRunner:
+    """The HPC path: the model rebuilt in torch from ``model.json`` + ``model.safetensors``
+    (no pickle), with the same feeds as the ONNX model."""
+
+    def __init__(self, model_dir: Path, threads: int):
+        import torch
+
+        from wxmodels.data.stats import Climatology
+        from wxmodels.nets import load_forecaster
+
+        torch.set_num_threads(threads)
+        self.model = load_forecaster(model_dir)
+        side = model_dir / "climatology.nc"
+        self.clim = Climatology.from_netcdf(side) if side.exists() else None
+
+    def __call__(self, state: np.ndarray, time_h: np.ndarray) -> np.ndarray:
+        import torch
+
+        from wxmodels.export.onnx import _clim_window
+
+        args = [torch.from_numpy(state), torch.from_numpy(time_h)]
+        if self.model.climatology:
+            m = self.model
+            args.append(
+                torch.from_numpy(_clim_window(self.clim, time_h, m.history, m.spec.step_hours))
+            )
+        with torch.no_grad():
+            return self.model(*args).numpy()
+
+
 def forecast(
     model_dir: str | Path,
     source: str,
-    start: str,
+    start: str | list[str],
     leads_h: list[int],
     *,
     storage_options: dict | None = None,
     threads: int = 1,
+    runtime: Literal["onnx", "torch"] = "onnx",
+    batch_size: int = 16,
 ) -> xr.Dataset:
-    """Forecast from ``start`` at ``leads_h`` with the pulled model in ``model_dir``."""
+    """Forecast from each initialisation time in ``start`` at ``leads_h`` with the pulled model
+    in ``model_dir``, ``batch_size`` initialisations per call: in onnxruntime (``onnx``, edge)
+    or in torch from the safetensors weights (``torch``, HPC)."""
     model_dir = Path(model_dir)
     man = json.loads((model_dir / "manifest.json").read_text())
     sig = man["signature"]
     variables = list(sig["variables"])
     step = float(sig["step_hours"])
     hist = int(sig["history"])
-    t0 = pd.Timestamp(start)
+    starts = [pd.Timestamp(t) for t in ([start] if isinstance(start, str) else start)]
+    if not starts:
+        raise DataError("no initialisation time given")
     bad = [lead for lead in leads_h if lead <= 0 or (lead / step) != int(lead / step)]
-    if bad:
+    if bad or not leads_h:
         raise DataError(f"leads {bad} h are not positive multiples of the model's {step} h step")
-    inputs = load_inputs(source, variables, t0, hist, step, storage_options)
-    lat, lon = inputs[LAT].values, inputs[LON].values
+    ds_in = _open(source, storage_options)
+    inputs = [_select(ds_in, source, variables, t0, hist, step) for t0 in starts]
+    lat, lon = inputs[0][LAT].values, inputs[0][LON].values
     if [len(lat), len(lon)] != sig["grid"]["shape"] or not np.allclose(lat, sig["grid"]["lat"]):
         raise DataError(
             f"the input grid {len(lat)}x{len(lon)} is not the model's {sig['grid']['shape']}"
         )
-    state = np.stack([inputs[v].values for v in variables], axis=1)[None].astype(np.float32)
-    runner = OrtForecaster(model_dir / "model.onnx", threads=threads)
-    tm = np.array([t0.value / 3.6e12], np.float32)
+    if runtime == "torch":
+        if not (model_dir / "model.safetensors").exists():
+            raise DataError(f"{model_dir} has no model.safetensors (pulled --packed?)")
+        runner = _TorchRunner(model_dir, threads)
+    elif runtime == "onnx":
+        runner = OrtForecaster(model_dir / "model.onnx", threads=threads)
+    else:
+        raise ValueError(f"runtime {runtime!r}: onnx or torch")
     steps = sorted({int(lead / step) for lead in leads_h})
-    out = {}
-    for s in range(1, max(steps) + 1):
-        nxt = runner(state, tm)
-        if s in steps:
-            out[s] = nxt[0]
-        state = np.concatenate([state[:, 1:], nxt[:, None]], axis=1)
-        tm = tm + np.float32(step)
-    leads = np.array([s * step for s in steps])
-    data = np.stack([out[s] for s in steps])  # (L, V, H, W)
+    data = np.empty((len(starts), len(steps), len(variables), len(lat), len(lon)), np.float32)
+    for b0 in range(0, len(starts), batch_size):
+        batch = range(b0, min(b0 + batch_size, len(starts)))
+        state = np.stack(
+            [np.stack([inputs[i][v].values for v in variables], axis=1) for i in batch]
+        ).astype(np.float32)
+        tm = np.array([starts[i].value / 3.6e12 for i in batch], np.float32)
+        for s in range(1, max(steps) + 1):
+            nxt = runner(state, tm)
+            if s in steps:
+                data[b0 : b0 + len(batch), steps.index(s)] = nxt
+            state = np.concatenate([state[:, 1:], nxt[:, None]], axis=1)
+            tm = tm + np.float32(step)
+    leads = np.array([s * step for s in steps], np.float64)
+    frt = np.array([t.to_datetime64() for t in starts], "datetime64[ns]")
     ds = xr.Dataset(
-        {v: (("lead_time", LAT, LON), data[:, i]) for i, v in enumerate(variables)},
+        {
+            v: (("forecast_reference_time", "lead_time", LAT, LON), data[:, :, i])
+            for i, v in enumerate(variables)
+        },
         coords={
-            "lead_time": ("lead_time", leads.astype(np.float64)),
-            "forecast_reference_time": ((), np.datetime64(t0.to_datetime64(), "ns")),
-            "valid_time": ("lead_time", (t0 + pd.to_timedelta(leads, unit="h")).values),
+            "forecast_reference_time": ("forecast_reference_time", frt),
+            "lead_time": ("lead_time", leads),
+            "valid_time": (
+                ("forecast_reference_time", "lead_time"),
+                frt[:, None] + (leads * 3600).astype("timedelta64[s]")[None],
+            ),
             LAT: lat,
             LON: lon,
         },
@@ -119,7 +187,9 @@ def forecast(
         "Conventions": "CF-1.8",
         "title": f"wxcompress forecast from {man['name']}@{man['version']}",
         "source": f"{man['name']}@{man['version']} ({man.get('recipe_label', man.get('kind'))})",
+        "institution": "wxcompress",
         "model_sha256": man["files"]["model.onnx"]["sha256"],
+        "model_runtime": runtime,
         "input": source,
         "history": f"{datetime.now(UTC).isoformat(timespec='seconds')} wxc predict",
         "references": "lineage in the registry manifest: "

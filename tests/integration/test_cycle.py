@@ -10,11 +10,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import xarray as xr
 
 from tests.factories import tiny_cycle_config
 from wxmodels.config.cycle import CycleConfig
+from wxmodels.errors import DataError
 from wxmodels.registry import Registry
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -179,6 +181,68 @@ def test_cli_registry_pull_and_predict(cycle_run):
         assert float(ds["2m_temperature"].mean()) > 200
 
 
+def test_predict_hpc_torch_batch_matches_edge_onnx(cycle_run):
+    """Batch inference from the safetensors weights in torch gives the ONNX model's forecasts,
+    initialisation by initialisation, in one CF dataset."""
+    from wxmodels.predict import forecast
+
+    tmp, cfg, _ = cycle_run
+    reg = Registry(cfg.promote.registry)
+    model = reg.pull(f"{cfg.name}@teacher")
+    starts = ["2024-01-08T00:00", "2024-01-08T06:00", "2024-01-09T00:00"]
+    edge = forecast(model, cfg.data.store, starts, [1, 3], runtime="onnx", batch_size=2)
+    hpc = forecast(model, cfg.data.store, starts, [1, 3], runtime="torch", batch_size=3)
+    assert edge.sizes["forecast_reference_time"] == 3 and edge.sizes["lead_time"] == 2
+    for v in cfg.data.variables:
+        np.testing.assert_allclose(hpc[v].values, edge[v].values, rtol=1e-4, atol=1e-3)
+    one = forecast(model, cfg.data.store, starts[1], [1, 3])
+    np.testing.assert_allclose(
+        one["2m_temperature"].values[0], edge["2m_temperature"].values[1], rtol=1e-5
+    )
+    assert str(edge.valid_time.values[1, 1])[:13] == "2024-01-08T09"
+    with pytest.raises(DataError, match="does not hold"):
+        forecast(model, cfg.data.store, "1990-01-01T00:00", [1])
+    r = _wxc(
+        "predict",
+        "--model",
+        f"{cfg.name}@teacher",
+        "--start",
+        ",".join(starts),
+        "--leads",
+        "1",
+        "--runtime",
+        "torch",
+        "--out",
+        str(tmp / "hpc.zarr"),
+        "--registry",
+        cfg.promote.registry,
+        "--offline",
+    )
+    assert r.returncode == 0, r.stderr
+    with xr.open_zarr(tmp / "hpc.zarr", consolidated=False) as ds:
+        assert ds.sizes["forecast_reference_time"] == 3
+        assert ds.attrs["model_runtime"] == "torch"
+
+
+def test_cli_offline_pull_and_gc(cycle_run):
+    tmp, cfg, _ = cycle_run
+    reg = cfg.promote.registry
+    env = {"WXC_CACHE": str(tmp / "cli-cache")}
+    r = _wxc("registry", "pull", f"{cfg.name}@edge", "--registry", reg, "--offline", env=env)
+    assert r.returncode == 2 and "not in the cache" in r.stderr
+    r = _wxc("registry", "pull", f"{cfg.name}@edge", "--registry", reg, env=env)
+    assert r.returncode == 0 and "checksums verified" in r.stdout
+    r = _wxc("registry", "pull", f"{cfg.name}@edge", "--registry", reg, "--offline", env=env)
+    assert r.returncode == 0 and "offline" in r.stdout, r.stderr
+    orphan = Path(reg) / cfg.name / "versions" / "0123456789ab"
+    orphan.mkdir()
+    (orphan / "model.onnx").write_bytes(b"half")
+    r = _wxc("registry", "gc", "--older-than", "0", "--dry-run", "--registry", reg)
+    assert r.returncode == 0 and "would remove 1 item" in r.stdout and orphan.exists()
+    r = _wxc("registry", "gc", "--older-than", "0", "--registry", reg)
+    assert r.returncode == 0 and "removed 1 item" in r.stdout and not orphan.exists()
+
+
 def test_cli_pull_of_tampered_artifact_fails(cycle_run):
     tmp, cfg, rep = cycle_run
     edge = next(p for p in rep["promoted"] if "edge" in p["aliases"])
@@ -193,6 +257,7 @@ def test_cli_pull_of_tampered_artifact_fails(cycle_run):
             str(tmp / "pulled2"),
             "--registry",
             cfg.promote.registry,
+            env={"WXC_CACHE": str(tmp / "empty-cache")},  # nothing verified before
         )
         assert r.returncode == 2
         assert "checksum mismatch" in r.stderr and "Traceback" not in r.stderr
@@ -315,6 +380,7 @@ def test_packed_pull_gives_the_published_onnx(cycle_run):
     try:
         f.write_bytes(original[:-4] + b"evil")
         with pytest.raises(Exception, match="checksum mismatch"):
-            reg.pull(f"{cfg.name}@{edge}", tmp / "evil", packed=True)
+            # (a fresh cache: one that holds the verified pack would not download it again)
+            reg.pull(f"{cfg.name}@{edge}", tmp / "evil", packed=True, cache=tmp / "fresh")
     finally:
         f.write_bytes(original)
