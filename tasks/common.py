@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
 from typing import Any
 
 from wxmodels.errors import WxcError
 
-__all__ = ["IO_RETRIES", "IO_RETRY_DELAYS", "retry_unless_user_error"]
+__all__ = ["IO_RETRIES", "IO_RETRY_DELAYS", "retry_unless_user_error", "use_credentials"]
 
 IO_RETRIES = 3
 IO_RETRY_DELAYS = [2, 10, 30]  # seconds: back off on object storage / file system hiccups
@@ -21,3 +23,36 @@ def retry_unless_user_error(task: Any, task_run: Any, state: Any) -> bool:
         except Exception:
             return True
     return not isinstance(exc, WxcError | ValueError | KeyError | TypeError)
+
+
+_ENV = {
+    "aws_access_key_id": "AWS_ACCESS_KEY_ID",
+    "aws_secret_access_key": "AWS_SECRET_ACCESS_KEY",
+    "aws_session_token": "AWS_SESSION_TOKEN",
+}
+
+
+def use_credentials(block: str | None) -> None:
+    """Export the S3 credentials held by the Prefect Secret block ``block`` (JSON object with
+    ``aws_access_key_id``, ``aws_secret_access_key`` and optionally ``aws_session_token``) to
+    this process's environment, where s3fs/botocore find them. Values are never logged."""
+    if not block:
+        return
+    from prefect.blocks.system import Secret
+
+    value = Secret.load(block).get()
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            value = None
+    if not isinstance(value, dict) or not {"aws_access_key_id", "aws_secret_access_key"} <= set(
+        value
+    ):
+        raise WxcError(
+            f"Secret block {block!r} must hold a JSON object with aws_access_key_id and "
+            "aws_secret_access_key"
+        )
+    for k, env in _ENV.items():
+        if value.get(k):
+            os.environ[env] = str(value[k])

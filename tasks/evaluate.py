@@ -9,6 +9,7 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from tasks.common import use_credentials
 from wxmodels.config.cycle import CycleConfig
 from wxmodels.pipeline import champion
 from wxmodels.pipeline import evaluate as ev
@@ -27,6 +28,7 @@ def incumbent_task(config: CycleConfig, teacher: dict[str, Any]) -> dict[str, An
     """The registry's current teacher, pulled and verified, when it is not this teacher: it is
     scored on the same test window and the new teacher must not be worse to replace it."""
     log = get_run_logger()
+    use_credentials(config.promote.credentials_block)
     inc = champion.challenge(config, teacher)
     if inc is None:
         log.info("no other teacher in the registry: nothing to compare the new teacher with")

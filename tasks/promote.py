@@ -9,7 +9,12 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
-from tasks.common import IO_RETRIES, IO_RETRY_DELAYS, retry_unless_user_error
+from tasks.common import (
+    IO_RETRIES,
+    IO_RETRY_DELAYS,
+    retry_unless_user_error,
+    use_credentials,
+)
 from wxmodels.config.cycle import CycleConfig
 from wxmodels.pipeline.promote import promote
 from wxmodels.registry.core import Registry
@@ -29,6 +34,7 @@ def promote_task(
 ) -> list[dict[str, Any]]:
     """Publish the teacher and the winners; one markdown artifact (the model card) each."""
     log = get_run_logger()
+    use_credentials(config.promote.credentials_block)
     run = f"{flow_run.get_flow_name() or ''}/{flow_run.get_name() or ''} ({flow_run.get_id()})"
     promoted = promote(config, evaluation, teacher_dir, run=run)
     reg = Registry(config.promote.registry, config.promote.storage_options)

@@ -6,6 +6,7 @@ from typing import Any
 
 from prefect import get_run_logger, task
 
+from tasks.common import use_credentials
 from wxmodels.config.cycle import CycleConfig
 from wxmodels.pipeline.teacher import train_teacher
 
@@ -16,6 +17,7 @@ __all__ = ["train_teacher_task"]
 def train_teacher_task(config: CycleConfig, warm_start: str | None = None) -> dict[str, Any]:
     """Train (or reuse) the teacher for the store's current version; returns its record."""
     log = get_run_logger()
+    use_credentials(config.promote.credentials_block)  # a warm start pulls from the registry
     rec = train_teacher(config, warm_start=warm_start)
     fit = rec["fit"]
     log.info(

@@ -4,11 +4,32 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from wxmodels.config.base import Strict
 
 __all__ = ["PromoteConfig", "RuntimeConfig"]
+
+_SECRET_KEYS = {
+    "key",
+    "secret",
+    "token",
+    "password",
+    "aws_access_key_id",
+    "aws_secret_access_key",
+    "aws_session_token",
+    "session_token",
+}
+
+
+def _credential_keys(options: Any) -> set[str]:
+    """Keys that carry credentials anywhere in nested fsspec options."""
+    if isinstance(options, dict):
+        out = {k for k in options if str(k).lower() in _SECRET_KEYS}
+        for v in options.values():
+            out |= _credential_keys(v)
+        return out
+    return set()
 
 
 class RuntimeConfig(Strict):
@@ -35,7 +56,25 @@ class PromoteConfig(Strict):
     registry: str = ".wxc/registry"
     """Registry URL: a local directory or any fsspec URL (``s3://bucket/prefix``)."""
     storage_options: dict[str, Any] = {}
-    """fsspec options (endpoint_url, ...). Credentials come from the environment."""
+    """fsspec options (endpoint_url, ...). Credentials come from the environment or from
+    ``credentials_block``, never from a config file (refused here)."""
+    credentials_block: str | None = None
+    """Name of a Prefect Secret block holding the registry's S3 credentials as JSON
+    (``{"aws_access_key_id": ..., "aws_secret_access_key": ...}``); tasks export them to
+    their process environment, where s3fs finds them. Nothing logs or records them."""
+
+    @field_validator("storage_options")
+    @classmethod
+    def _no_credentials(cls, v: dict[str, Any]) -> dict[str, Any]:
+        found = sorted(_credential_keys(v))
+        if found:
+            raise ValueError(
+                f"storage_options holds credentials ({', '.join(found)}): set "
+                "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY in the environment or name a Prefect "
+                "Secret block in promote.credentials_block"
+            )
+        return v
+
     promote_teacher: bool = True
     """Publish the teacher and point the ``teacher`` alias at it."""
     teacher_tolerance: float = Field(0.02, ge=0)
