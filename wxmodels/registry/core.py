@@ -429,11 +429,12 @@ class Registry:
         for fname, meta in sorted(files.items()):
             _validate_file(fname)
             what = f"{name}@{version}/{fname}"
-            if not cache.has(meta["sha256"], meta["size"]):
-                if offline:
-                    raise RegistryError(f"{what} is not in the cache; pull {ref} once online")
-                self._download(f"{vdir}/{fname}", meta, cache, what)
-            blobs[fname] = cache.verified(meta["sha256"], meta["size"], what)
+            if cache.has(meta["sha256"], meta["size"]):
+                blobs[fname] = cache.verified(meta["sha256"], meta["size"], what)
+            elif offline:
+                raise RegistryError(f"{what} is not in the cache; pull {ref} once online")
+            else:  # hashed while downloading
+                blobs[fname] = self._download(f"{vdir}/{fname}", meta, cache, what)
         if packed:
             blobs["model.onnx"] = self._unpack(cache, blobs["model.wxpack"], man, name, version)
         tmp = cache.tmp()
@@ -452,7 +453,7 @@ class Registry:
             raise RegistryError(f"{ref} is not in the cache of {self.url}; pull it once online")
         return version, man
 
-    def _download(self, path: str, meta: dict[str, Any], cache: Cache, what: str) -> None:
+    def _download(self, path: str, meta: dict[str, Any], cache: Cache, what: str) -> Path:
         tmp = cache.tmp()
         h = hashlib.sha256()
         size = 0
@@ -468,7 +469,7 @@ class Registry:
                     f"{meta['size']} bytes; got {h.hexdigest()[:16]}..., {size} bytes): the "
                     "file was changed after publication"
                 )
-            cache.add(tmp, meta["sha256"])
+            return cache.add(tmp, meta["sha256"])
         except FileNotFoundError:
             raise ChecksumError(
                 f"{what}: listed in the manifest but missing from the registry"
