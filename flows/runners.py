@@ -18,8 +18,9 @@ log = logging.getLogger(__name__)
 
 
 def dask_runner(rt: RuntimeConfig, address: str | None = None) -> DaskTaskRunner:
-    """Join ``address`` (or ``rt.dask_address``); otherwise the runner starts a LocalCluster."""
-    address = address or rt.dask_address
+    """Join ``address`` (or ``rt.dask_address``, or ``$WXC_DASK_ADDRESS``); otherwise the
+    runner starts a LocalCluster."""
+    address = address or rt.dask_address or os.environ.get("WXC_DASK_ADDRESS")
     if address:
         return DaskTaskRunner(address=address)
     return DaskTaskRunner(cluster_kwargs=_local_kwargs(rt))
@@ -43,8 +44,9 @@ def _local_kwargs(rt: RuntimeConfig) -> dict:
 def local_cluster(rt: RuntimeConfig) -> Iterator[str | None]:
     """Yield the scheduler address the run's subflows share: ``rt.dask_address`` when set,
     else that of a LocalCluster that lives for the ``with`` block."""
-    if rt.dask_address:
-        yield rt.dask_address
+    address = rt.dask_address or os.environ.get("WXC_DASK_ADDRESS")
+    if address:
+        yield address
         return
     from distributed import LocalCluster
 
