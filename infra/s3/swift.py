@@ -66,7 +66,7 @@ use = egg:swift#{service}
 """
 
 _PROXY = """[DEFAULT]
-bind_ip = 127.0.0.1
+bind_ip = {host}
 bind_port = {port}
 swift_dir = {swift_dir}
 user = {user}
@@ -115,9 +115,21 @@ use = egg:swift#dlo
 class SwiftS3:
     """Start/stop a Swift + s3api server rooted at ``root`` (``with SwiftS3(dir) as s3:``)."""
 
-    def __init__(self, root: str | Path, port: int | None = None):
+    def __init__(
+        self,
+        root: str | Path,
+        port: int | None = None,
+        *,
+        host: str = "127.0.0.1",
+        secret: str | None = None,
+    ):
+        """``host``: the address the S3 endpoint binds (the stores stay on loopback);
+        ``secret``: the password of ``test:tester`` (default: ``$WXC_S3_SECRET``, else the
+        throwaway ``testing`` of the test suite)."""
         self.root = Path(root)
         self.port = port or free_port()
+        self.host = host
+        self.secret = secret or os.environ.get("WXC_S3_SECRET") or SECRET
         self.procs: dict[str, subprocess.Popen] = {}
 
     @property
@@ -126,13 +138,13 @@ class SwiftS3:
 
     def storage_options(self) -> dict:
         """s3fs options (credentials included: this is a throwaway local server)."""
-        return {"key": KEY, "secret": SECRET, "client_kwargs": {"endpoint_url": self.endpoint}}
+        return {"key": KEY, "secret": self.secret, "client_kwargs": {"endpoint_url": self.endpoint}}
 
     def env(self) -> dict[str, str]:
         """The same, as the environment variables that s3fs/botocore read."""
         return {
             "AWS_ACCESS_KEY_ID": KEY,
-            "AWS_SECRET_ACCESS_KEY": SECRET,
+            "AWS_SECRET_ACCESS_KEY": self.secret,
             "AWS_ENDPOINT_URL_S3": self.endpoint,
             "AWS_ENDPOINT_URL": self.endpoint,
             "AWS_DEFAULT_REGION": "us-east-1",
@@ -192,7 +204,14 @@ class SwiftS3:
                 )
         self.mport = free_port()
         (etc / "proxy-server.conf").write_text(
-            _PROXY.format(port=self.port, swift_dir=etc, user=user, secret=SECRET, mport=self.mport)
+            _PROXY.format(
+                host=self.host,
+                port=self.port,
+                swift_dir=etc,
+                user=user,
+                secret=self.secret,
+                mport=self.mport,
+            )
         )
         self._ports = ports
         return etc
