@@ -5,7 +5,7 @@ import xarray as xr
 
 from wxmodels.config.evaluate import GateConfig
 from wxmodels.skill import scorecard as scj
-from wxmodels.skill.gates import check_gates
+from wxmodels.skill.gates import GateResult, check_gates, check_latency
 
 
 def _card(rmse: dict[str, list[float]]) -> xr.DataArray:
@@ -112,3 +112,13 @@ def test_rules_from_config_absolute_relative_baseline_and_region():
     res = check_gates(sc, "cand", regional, regions={"north": north})
     assert not res.passed and all("north" in r for r in res.reasons)
     assert check_gates(sc, "cand", regional, regions={"north": sc}).passed
+
+
+def test_a_candidate_slower_than_the_teacher_fails():
+    ok = GateResult(passed=True)
+    assert check_latency(ok, 0.9, 1.0, 1.0).passed
+    slow = check_latency(ok, 5.0, 1.0, 1.0)
+    assert not slow.passed and "slower than the teacher" in slow.reasons[0]
+    assert check_latency(ok, 5.0, 1.0, None).passed  # not gated
+    assert check_latency(ok, None, 1.0, 1.0).passed  # not measured
+    assert check_latency(GateResult(False, ["worse"]), 5.0, 1.0, 1.0).reasons[0] == "worse"

@@ -93,6 +93,10 @@ class GateConfig(Strict):
     """Variables the gates look at (all forecast variables when ``None``)."""
     leads_h: list[int] | None = None
     """Lead times the gates look at (all scored leads when ``None``)."""
+    max_latency_ratio: float | None = Field(1.0, gt=0)
+    """A candidate's onnxruntime latency at batch 1 may be at most this multiple of the
+    teacher's (a smaller model that runs slower is no win on the edge; dynamic int8 on convs
+    measured 5x slower); ``None``: latency is not gated."""
     max_parity_error: float = Field(1e-3, gt=0)
     """Largest ONNX-vs-torch difference (in std units) for fp32 exports; int8 cells are judged
     on skill instead, their parity is reported."""

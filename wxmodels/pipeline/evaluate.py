@@ -17,7 +17,7 @@ from wxmodels.pipeline import champion
 from wxmodels.pipeline.context import RunData, load_run_data, set_threads
 from wxmodels.skill import scorecard as scj
 from wxmodels.skill.baselines import fit_linear
-from wxmodels.skill.gates import check_gates
+from wxmodels.skill.gates import check_gates, check_latency
 from wxmodels.skill.pareto import mean_relative_rmse, pareto_front
 from wxmodels.skill.seeps import seeps_climatology
 from wxmodels.skill.verify import (
@@ -255,6 +255,12 @@ def assemble(
             regions=regions,
         )
         lat = latencies.get(c["name"], {})
+        gate = check_latency(
+            gate,
+            lat.get("batch1_ms"),
+            latencies.get("teacher", {}).get("batch1_ms"),
+            cfg.gates.max_latency_ratio,
+        )
         candidates.append(
             {
                 **{

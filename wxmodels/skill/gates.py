@@ -127,3 +127,20 @@ def check_gates(
     if parity is not None and parity_gated and not parity <= cfg.max_parity_error:
         reasons.append(f"ONNX parity {parity:.3g} std > {cfg.max_parity_error:g}")
     return GateResult(not reasons, list(dict.fromkeys(reasons)))
+
+
+def check_latency(
+    gate: GateResult, candidate_ms: float | None, teacher_ms: float | None, ratio: float | None
+) -> GateResult:
+    """``gate`` with the latency rule added: batch-1 latency at most ``ratio`` x the teacher's
+    (not checked when ``ratio`` is None or a latency is missing)."""
+    if ratio is None or not candidate_ms or not teacher_ms or candidate_ms <= ratio * teacher_ms:
+        return gate
+    return GateResult(
+        passed=False,
+        reasons=[
+            *gate.reasons,
+            f"slower than the teacher at batch 1: {candidate_ms:.3f} ms vs {teacher_ms:.3f} ms "
+            f"(gates.max_latency_ratio {ratio:g})",
+        ],
+    )
