@@ -41,6 +41,14 @@ system-deps:
 	      || echo "note: could not install OpenStack Swift; s3 tests fall back to moto"; \
 	  else echo "note: OpenStack Swift is not installed; s3 tests fall back to moto"; fi; \
 	fi
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Chromium (headless browser test of the Prefect UI)..."; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      --no-install-recommends chromium) >/dev/null 2>&1 \
+	      || echo "note: could not install Chromium; the UI test is skipped"; \
+	  else echo "note: Chromium is not installed; the UI test is skipped"; fi; \
+	fi
 
 test: venv system-deps
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)

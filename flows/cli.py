@@ -532,12 +532,24 @@ def registry_rollback(
 
 # -- local stack -------------------------------------------------------------------------
 @app.command()
-def up() -> None:
-    """Start the local stack (Prefect server on SQLite under $WXC_HOME)."""
+def up(
+    deployments: Annotated[
+        str, typer.Option(help="Deployments file the runner serves ('' for none).")
+    ] = "configs/deployments.yaml",
+    s3: Annotated[bool, typer.Option("--s3", help="Also run the S3 server (Swift).")] = False,
+    dask: Annotated[
+        int, typer.Option(min=0, help="Also run a Dask scheduler with this many workers.")
+    ] = 0,
+) -> None:
+    """Start the local stack: Prefect server (SQLite under $WXC_HOME), the deployments' runner,
+    optionally an S3 server and a Dask cluster. Health-checked; logs in $WXC_HOME/logs."""
     from infra import stack
 
-    st = stack.up()
-    out.print(f"Prefect UI: {st['ui']}  (API {st['url']})")
+    try:
+        st = stack.up(deployments=deployments or None, s3=s3, dask_workers=dask)
+    except RuntimeError as e:
+        raise WxcError(str(e)) from None
+    _print_stack(st)
 
 
 @app.command()
@@ -553,8 +565,17 @@ def status() -> None:
     """Health of the local stack."""
     from infra import stack
 
-    st = stack.status()
-    out.print(f"Prefect {st['ui']}: {'healthy' if st['healthy'] else 'not running'}")
+    _print_stack(stack.status())
+
+
+def _print_stack(st: dict[str, Any]) -> None:
+    out.print(
+        f"Prefect UI {st['ui']} (API {st['url']}): {'healthy' if st['healthy'] else 'not running'}"
+    )
+    for name, svc in sorted(st.get("services", {}).items()):
+        state = "healthy" if svc.get("healthy") else ("running" if svc.get("alive") else "stopped")
+        port = f" port {svc['port']}" if "port" in svc else ""
+        out.print(f"  {name:<16} {state:<8} pid {svc.get('pid')}{port}  log {svc.get('log', '-')}")
 
 
 def main() -> None:

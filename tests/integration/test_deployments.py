@@ -1,0 +1,190 @@
+"""The deployments as an operator gets them: served by ``python -m deployments`` against a
+Prefect server, listed with their schedules, an ingest run triggered by hand, and a retrain
+whose new teacher starts the compress-validate-promote deployment through its event."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from deployments import NAMES
+from tests.factories import tiny_cycle_config
+from wxmodels.config.deployments import DeploymentsConfig
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_deployments_config_is_validated():
+    with pytest.raises(ValueError, match="5-field cron"):
+        DeploymentsConfig(ingest_cron="hourly")
+    assert DeploymentsConfig(retrain_cron=None).retrain_cron is None
+
+
+async def _deployments(client):
+    out = {}
+    for full in NAMES.values():
+        try:
+            out[full] = await client.read_deployment_by_name(full)
+        except Exception:
+            return None
+    return out
+
+
+async def _runs(client, deployment_id):
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+    return await client.read_flow_runs(
+        deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id]))
+    )
+
+
+def _wait(pred, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = pred()
+        if got:
+            return got
+        time.sleep(2)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def _chromium() -> str:
+    import shutil
+
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    pytest.skip("no Chromium (make test installs Debian's chromium as root)")
+
+
+def _browse(url: str, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            _chromium(),
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--window-size=1400,1800",
+            "--virtual-time-budget=45000",
+            *extra,
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+def _wxc(*args, env):
+    return subprocess.run(
+        [sys.executable, "-m", "flows.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+
+
+def test_stack_deployments_and_the_new_teacher_trigger_on_a_dask_cluster(tmp_path):
+    """``wxc up --dask 2`` (Prefect server, a real Dask scheduler + 2 worker processes on
+    loopback, the deployments' runner): the deployments are listed with their schedules, a
+    hand-triggered ingest completes, and a retrain's new teacher starts the
+    compress-validate-promote deployment, whose matrix runs on that cluster by address."""
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from infra.s3.swift import free_port
+
+    cycle = tmp_path / "cycle.yaml"
+    cycle.write_text(yaml.safe_dump(tiny_cycle_config(tmp_path)))
+    dep = tmp_path / "deployments.yaml"
+    dep.write_text(
+        yaml.safe_dump(
+            {
+                "config": str(cycle),
+                "ingest_cron": "15 * * * *",
+                "retrain_cron": "0 3 * * 1",
+                "tags": ["wxcompress", "test"],
+            }
+        )
+    )
+    port = free_port()
+    env = {
+        **os.environ,
+        "WXC_HOME": str(tmp_path / "home"),
+        "WXC_PREFECT_PORT": str(port),
+    }
+    env.pop("PREFECT_API_URL", None)
+    url = f"http://127.0.0.1:{port}/api"
+    r = _wxc("up", "--deployments", str(dep), "--dask", "2", env=env)
+    try:
+        assert r.returncode == 0, r.stdout + r.stderr
+        for name in ("prefect-server", "runner", "dask-scheduler", "dask-worker-0"):
+            assert name in r.stdout
+        st = _wxc("status", env=env)
+        assert "runner" in st.stdout and "healthy" in st.stdout, st.stdout
+        listed = subprocess.run(
+            [sys.executable, "-m", "prefect", "deployment", "ls"],
+            capture_output=True,
+            text=True,
+            env={**env, "PREFECT_API_URL": url},
+            timeout=120,
+        )
+        assert "wxc-ingest" in listed.stdout and "wxc-retrain" in listed.stdout, listed.stderr
+
+        async def read(fn, *a):
+            async with get_client() as client:
+                return await fn(client, *a)
+
+        with temporary_settings({PREFECT_API_URL: url}):
+            deps = _wait(lambda: asyncio.run(read(_deployments)), 60, "the deployments")
+            ingest, retrain, cvp = (deps[NAMES[k]] for k in ("ingest", "retrain", "compress"))
+            assert ingest.schedules[0].schedule.cron == "15 * * * *"
+            assert retrain.schedules[0].schedule.cron == "0 3 * * 1"
+            assert "test" in ingest.tags and "retrain" in retrain.tags
+            assert retrain.global_concurrency_limit.limit == 1
+            run = run_deployment(NAMES["ingest"], timeout=300)
+            assert run.state.is_completed(), run.state
+            run = run_deployment(NAMES["retrain"], timeout=300)
+            assert run.state.is_completed(), run.state
+            cvp_runs = _wait(lambda: asyncio.run(read(_runs, cvp.id)), 120, "the triggered run")
+            assert cvp_runs[0].parameters["teacher_dir"].startswith(str(tmp_path / "work"))
+
+            def finished():
+                got = asyncio.run(read(_runs, cvp.id))[0]
+                return got if got.state.is_final() else None
+
+            done = _wait(finished, 400, "the compress-validate-promote run")
+            assert done.state.is_completed(), done.state
+        from wxmodels.registry import Registry
+
+        reg = Registry(str(tmp_path / "registry"))
+        assert {"teacher", "edge"} <= set(reg.aliases("tiny"))
+        # the matrix ran on the cluster's worker processes, not in a LocalCluster
+        logs = (tmp_path / "home" / "logs" / "runner.log").read_text()
+        assert "LocalCluster" not in logs
+        # what an operator sees in the UI: the runs and the scorecard artifact
+        import re
+
+        ui = url.removesuffix("/api")
+        page = _browse(f"{ui}/runs?hide-subflows=false", "--dump-dom")
+        text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", page.stdout))
+        for name in ("retrain", "compress-validate-promote", "compress-tiny", "evaluate-tiny"):
+            assert name in text, f"{name} not on the runs page: {text[:800]}"
+        arts = _browse(f"{ui}/artifacts", "--dump-dom")
+        assert "scorecard" in arts.stdout and "model-card-edge" in arts.stdout
+        shot = tmp_path / "ui-runs.png"
+        _browse(f"{ui}/runs", f"--screenshot={shot}")
+        assert shot.exists() and shot.stat().st_size > 10_000
+    finally:
+        d = _wxc("down", env=env)
+        print((tmp_path / "home" / "logs" / "runner.log").read_text()[-4000:])
+    assert d.returncode == 0 and "stopped" in d.stdout
+    assert "not running" in _wxc("status", env=env).stdout
