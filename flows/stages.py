@@ -5,7 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_table_artifact
+from prefect.artifacts import (
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 from prefect.futures import PrefectFuture
 
 from flows.state import save_latest
@@ -43,10 +47,17 @@ def train_flow(config: CycleConfig, warm_start: str | None = None) -> dict[str, 
     return rec
 
 
-def _gather(futures: dict[str, PrefectFuture]) -> tuple[dict[str, Any], dict[str, str]]:
+def _gather(
+    futures: dict[str, PrefectFuture], progress: str | None = None
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Results and failures of ``futures``; ``progress`` names a progress artifact (the share
+    of futures collected) that the UI shows while they run."""
     ok, failed = {}, {}
-    for name, fut in futures.items():
+    art = create_progress_artifact(0.0, key=progress, description=progress) if progress else None
+    for k, (name, fut) in enumerate(futures.items(), start=1):
         fut.wait()
+        if art is not None:
+            update_progress_artifact(art, 100.0 * k / len(futures))
         state = fut.state
         if state.is_completed():
             ok[name] = fut.result()
@@ -65,7 +76,7 @@ def compress_flow(config: CycleConfig, teacher_dir: str) -> dict[str, Any]:
     futures = {
         c.name: build_cell_task.submit(config, c.name, teacher_dir) for c in config.compress.cells
     }
-    cells, failures = _gather(futures)
+    cells, failures = _gather(futures, progress="compression-matrix-progress")
     for name, err in failures.items():
         log.error("cell %s failed: %s", name, err)
     create_table_artifact(

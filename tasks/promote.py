@@ -7,6 +7,7 @@ from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
+from prefect.events import emit_event
 from prefect.runtime import flow_run
 
 from tasks.common import (
@@ -19,7 +20,9 @@ from wxmodels.config.cycle import CycleConfig
 from wxmodels.pipeline.promote import promote
 from wxmodels.registry.core import Registry
 
-__all__ = ["promote_task"]
+__all__ = ["REJECTED_ALL", "promote_task", "rejected_all"]
+
+REJECTED_ALL = "wxc.gates.rejected-all"
 
 
 @task(
@@ -50,4 +53,26 @@ def promote_task(
         )
     if not any(p["kind"] == "candidate" for p in promoted):
         log.warning("no candidate passed the gates; edge/hpc aliases unchanged")
+        if evaluation["candidates"]:
+            rejected_all(config, evaluation, run)
     return promoted
+
+
+def rejected_all(config: CycleConfig, evaluation: dict[str, Any], run: str) -> None:
+    """Tell operators that the gates rejected every candidate: an event (automations can act on
+    it) and, when ``promote.notify_block`` names one, a notification."""
+    reasons = {c["name"]: c["gate"]["reasons"][:2] for c in evaluation["candidates"]}
+    body = "\n".join(f"- {n}: {'; '.join(r)}" for n, r in reasons.items())
+    emit_event(
+        event=REJECTED_ALL,
+        resource={"prefect.resource.id": f"wxc.model.{config.name}", "wxc.model": config.name},
+        payload={"run": run, "reasons": reasons},
+    )
+    if config.promote.notify_block:
+        from prefect.blocks.core import Block
+
+        Block.load(config.promote.notify_block).notify(
+            f"wxcompress {config.name}: the gates rejected all {len(reasons)} candidates "
+            f"({run}); edge/hpc unchanged.\n{body}",
+            subject=f"wxcompress {config.name}: no candidate passed",
+        )

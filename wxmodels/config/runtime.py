@@ -58,6 +58,10 @@ class PromoteConfig(Strict):
     storage_options: dict[str, Any] = {}
     """fsspec options (endpoint_url, ...). Credentials come from the environment or from
     ``credentials_block``, never from a config file (refused here)."""
+    notify_block: str | None = Field(None, pattern=r"^[a-z0-9-]+/[A-Za-z0-9_.-]+$")
+    """A Prefect notification block, ``<block type>/<name>`` (``slack-webhook/ops``,
+    ``custom-webhook/pager``, ...), told when the gates reject every candidate (the event
+    ``wxc.gates.rejected-all`` is emitted in any case)."""
     credentials_block: str | None = None
     """Name of a Prefect Secret block holding the registry's S3 credentials as JSON
     (``{"aws_access_key_id": ..., "aws_secret_access_key": ...}``); tasks export them to
