@@ -103,6 +103,7 @@ def run(config: str, workers: int) -> dict:
         "ratio": t_parallel / t_serial,
         "per_cell_serial_s": serial,
         "failures": out["failures"],
+        "per_cell_worker_s": {c["name"]: c["wall_s"] for c in out["cells"]},
     }
 
 
@@ -127,8 +128,15 @@ def main() -> None:
             "Per cell, serial (s): "
             + ", ".join(f"{k} {v:.1f}" for k, v in res["per_cell_serial_s"].items()),
             f"Failures: {res['failures'] or 'none'}.",
+            "Per cell, in a worker (s): "
+            + ", ".join(f"{k} {v:.1f}" for k, v in res["per_cell_worker_s"].items()),
+            "",
             "The parallel time includes the flow's own overhead (task submission, results, the",
-            "Prefect artifact) and every worker loading the store and the teacher.",
+            "Prefect artifact), the Dask cluster's start and every worker's first cell paying for",
+            "imports and loading the store and the teacher. Cells start longest first.",
+            "History: 1.68 before the workers kept glibc's dynamic malloc thresholds (Dask's",
+            "default MALLOC_TRIM_THRESHOLD_=64 KiB made every cell ~2x slower in a worker:",
+            "prune 5 s in a process vs 11 s in a worker); 0.72 with it, before longest-first.",
         ]
     )
     print(write_report("matrix", "Compression matrix: parallel vs serial", body, res))

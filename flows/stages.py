@@ -73,9 +73,9 @@ def _gather(
 def compress_flow(config: CycleConfig, teacher_dir: str) -> dict[str, Any]:
     """Build every cell of the matrix in parallel; a failed cell is reported, the rest go on."""
     log = get_run_logger()
-    futures = {
-        c.name: build_cell_task.submit(config, c.name, teacher_dir) for c in config.compress.cells
-    }
+    # longest first: the workers then finish together instead of waiting on one last distillation
+    order = sorted(config.compress.cells, key=lambda c: -c.cost)
+    futures = {c.name: build_cell_task.submit(config, c.name, teacher_dir) for c in order}
     cells, failures = _gather(futures, progress="compression-matrix-progress")
     for name, err in failures.items():
         log.error("cell %s failed: %s", name, err)

@@ -71,5 +71,16 @@ class CellConfig(Strict):
         return self
 
     @property
+    def cost(self) -> float:
+        """A rough relative cost (epochs of training it runs), so that a matrix can start its
+        longest cells first and not end with one worker busy and the others idle."""
+        total = 1.0
+        for step in self.steps:
+            d = step.model_dump()
+            total += d.get("epochs", 0) + 2 * d.get("rollout_epochs", 0)
+            total += d.get("finetune_epochs", 0) * max(1, d.get("steps", 1))
+        return total
+
+    @property
     def label(self) -> str:
         return "+".join(s.method for s in self.steps)
