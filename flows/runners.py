@@ -30,7 +30,11 @@ def _local_kwargs(rt: RuntimeConfig) -> dict:
     # read by each Nanny before it spawns its worker (glibc reads the variable at start-up);
     # None removes Dask's default rather than setting a value
     dask.config.set(
-        {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": rt.malloc_trim_threshold}
+        {
+            "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": rt.malloc_trim_threshold,
+            # the library's own log records, emitted in workers, go to the flow run too
+            "distributed.nanny.pre-spawn-environ.PREFECT_LOGGING_EXTRA_LOGGERS": "wxmodels",
+        }
     )
     return {
         "n_workers": rt.n_workers,

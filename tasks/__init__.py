@@ -2,3 +2,11 @@
 
 Tasks take configs, URIs and small records, and return small JSON-able records.
 """
+
+import logging as _logging
+
+# The library logs at INFO (what each cell, fit and store write did); wherever tasks run
+# (Dask worker processes included) its records go to the run's logs through Prefect's handler
+# (PREFECT_LOGGING_EXTRA_LOGGERS=wxmodels), so the logger must let INFO through.
+if _logging.getLogger("wxmodels").level == _logging.NOTSET:
+    _logging.getLogger("wxmodels").setLevel(_logging.INFO)

@@ -384,3 +384,32 @@ def test_packed_pull_gives_the_published_onnx(cycle_run):
             reg.pull(f"{cfg.name}@{edge}", tmp / "evil", packed=True, cache=tmp / "fresh")
     finally:
         f.write_bytes(original)
+
+
+def test_dask_worker_logs_reach_the_flow_run(cycle_run):
+    """Logs written in the Dask worker processes, by the task and by the library underneath
+    (``PREFECT_LOGGING_EXTRA_LOGGERS=wxmodels``), are stored with the flow run, so the Prefect
+    UI shows them."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterName,
+        LogFilter,
+        LogFilterFlowRunId,
+    )
+
+    async def logs() -> list[str]:
+        async with get_client() as client:
+            runs = await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=["compress-tiny"]))
+            )
+            got = await client.read_logs(
+                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[r.id for r in runs]))
+            )
+            return [entry.message for entry in got]
+
+    messages = asyncio.run(logs())
+    assert any(m.startswith("cell prune (prune):") for m in messages), messages[:20]
+    assert any(m.startswith("cell prune: leaves the most sensitive") for m in messages)
