@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import Field, ValidationError, field_validator
@@ -17,6 +17,8 @@ from wxmodels.config.evaluate import EvaluateConfig, GateConfig
 from wxmodels.config.model import NetConfig, TrainConfig
 from wxmodels.config.runtime import PromoteConfig, RuntimeConfig
 from wxmodels.errors import ConfigError
+
+M = TypeVar("M", bound=Strict)
 
 __all__ = ["CycleConfig", "apply_overrides", "load_config"]
 
@@ -125,17 +127,25 @@ def _fields_at(model: type, path: list) -> list[str]:
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> CycleConfig:
     """Load and validate a cycle config; problems raise :class:`ConfigError` (one line)."""
+    return load_model(CycleConfig, path, overrides, "config file")
+
+
+def load_model(
+    model: type[M], path: str | Path, overrides: list[str] | None = None, what: str = "file"
+) -> M:
+    """Read the YAML file ``path``, apply ``--set`` style ``overrides`` and validate it as
+    ``model``; problems raise :class:`ConfigError` (one line naming the file and field)."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
+        raise ConfigError(f"{what} {path} does not exist") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping")
     raw = apply_overrides(raw, list(overrides or []))
     try:
-        return CycleConfig.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as e:
         raise ConfigError(_explain(e, str(path))) from None

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
 from wxmodels.config.base import Strict
-from wxmodels.errors import ConfigError
 
 __all__ = ["DeploymentsConfig", "load_deployments"]
 
@@ -50,15 +48,6 @@ class DeploymentsConfig(Strict):
 
 
 def load_deployments(path: str | Path, overrides: list[str] | None = None) -> DeploymentsConfig:
-    from wxmodels.config.cycle import _explain, apply_overrides
+    from wxmodels.config.cycle import load_model
 
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"deployments file {path} does not exist") from None
-    raw = apply_overrides(raw, list(overrides or []))
-    try:
-        return DeploymentsConfig.model_validate(raw)
-    except ValidationError as e:
-        raise ConfigError(_explain(e, str(path))) from None
+    return load_model(DeploymentsConfig, path, overrides, "deployments file")
