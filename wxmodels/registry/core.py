@@ -32,6 +32,7 @@ import fsspec
 
 from wxmodels.errors import ChecksumError, RegistryError
 from wxmodels.registry.cache import Cache
+from wxmodels.utils import rm_tree
 
 __all__ = ["AliasEvent", "Registry", "parse_ref", "validate_name"]
 
@@ -372,13 +373,8 @@ class Registry:
                     doomed.append(p)
         for p in doomed:
             log.info("%s %s", "would remove" if dry_run else "removing", p)
-            if dry_run:
-                continue
-            if self._local:
-                self.fs.rm(p, recursive=True)
-            else:  # object by object: some S3 servers refuse the bulk DeleteObjects call
-                for f in self.fs.find(p):
-                    self.fs.rm_file(f)
+            if not dry_run:
+                rm_tree(self.fs, p)  # object by object on S3 (Swift refuses bulk deletes)
         return doomed
 
     # -- pulling -----------------------------------------------------------------------
