@@ -129,6 +129,12 @@ def test_a_cached_file_changed_locally_is_caught(registry, files, tmp_path):
     out = registry.pull(f"demo@{v}")
     blob = Cache().blob(registry.manifest(f"demo@{v}")["files"]["model.onnx"]["sha256"])
     assert (out / "model.onnx").samefile(blob)
+    # a file replaced in the version's directory (a new inode) is put back from the blob
+    (out / "model.onnx").unlink()
+    (out / "model.onnx").write_bytes(b"edited")
+    assert registry.pull(f"demo@{v}").joinpath("model.onnx").read_bytes() == (
+        files["model.onnx"].read_bytes()
+    )
     blob.chmod(0o644)
     blob.write_bytes(b"X" + blob.read_bytes()[1:])  # same size, other bytes
     with pytest.raises(ChecksumError, match=r"cached copy .* was modified"):

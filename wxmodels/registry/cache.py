@@ -123,8 +123,11 @@ class Cache:
         directories (``link``), copies elsewhere (a deployer may edit them). Built beside
         ``dest`` and renamed, or file by file into an existing ``dest``."""
         if link:
-            if dest.is_dir() and all((dest / f).is_file() for f in files):
-                return dest
+            if dest.is_dir() and all(
+                (dest / f).is_file() and os.path.samefile(dest / f, blob)
+                for f, blob in files.items()
+            ):
+                return dest  # the same (verified) blobs, linked already
             build = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.partial")
             build.mkdir(parents=True)
             try:
