@@ -62,6 +62,55 @@ def run(config: str, seeds: int, overrides: list[str]) -> dict:
     return {"config": config, "overrides": overrides, "machine": machine(), "runs": runs}
 
 
+def slim(res: dict) -> dict:
+    """What the report needs of each cycle report (RMSE tables, sizes, latencies, gates)."""
+    keep_c = (
+        "name",
+        "recipe",
+        "params",
+        "size_bytes",
+        "size_ratio",
+        "latency_ms_batch1",
+        "latency_ms_batch16",
+        "speedup_batch1",
+        "rmse",
+    )
+    runs = []
+    for r in res["runs"]:
+        runs.append(
+            {
+                "cycle_s": r["cycle_s"],
+                "teacher": {"params": r["teacher"]["params"], "rmse": r["teacher"]["rmse"]},
+                "teacher_size_bytes": r["teacher_size_bytes"],
+                "teacher_latency_ms_batch1": r["teacher_latency_ms_batch1"],
+                "teacher_latency_ms_batch16": r["teacher_latency_ms_batch16"],
+                "baselines": {b: {"rmse": v["rmse"]} for b, v in r["baselines"].items()},
+                "candidates": [
+                    {
+                        **{k: c[k] for k in keep_c},
+                        "gate": {
+                            "passed": c["gate"]["passed"],
+                            "reasons": c["gate"]["reasons"][:2],
+                        },
+                    }
+                    for c in r["candidates"]
+                ],
+                "promoted": [{"cell": p["cell"], "aliases": p["aliases"]} for p in r["promoted"]],
+            }
+        )
+    return _round({**res, "runs": runs})
+
+
+def _round(x, digits: int = 5):
+    if isinstance(x, float):
+        return float(f"{x:.{digits}g}")
+    if isinstance(x, dict):
+        return {k: _round(v, digits) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_round(v, digits) for v in x]
+    return x
+
+
 def _arr(d: dict, variables: list[str], leads: list[str]) -> np.ndarray:
     return np.array(
         [[np.nan if d[v][lead] is None else d[v][lead] for lead in leads] for v in variables]
@@ -198,7 +247,7 @@ def main() -> None:
     ap.add_argument("--set", dest="sets", action="append", default=[])
     ap.add_argument("--name", default=None, help="report name (default: compression-<config>)")
     args = ap.parse_args()
-    res = run(args.config, args.seeds, args.sets)
+    res = slim(run(args.config, args.seeds, args.sets))
     cmd = f"python -m benchmarks.compression --config {args.config} --seeds {args.seeds}" + "".join(
         f" --set {s}" for s in args.sets
     )
