@@ -123,11 +123,28 @@ def test_stack_deployments_and_the_new_teacher_trigger_on_a_dask_cluster(tmp_pat
     }
     env.pop("PREFECT_API_URL", None)
     url = f"http://127.0.0.1:{port}/api"
-    r = _wxc("up", "--deployments", str(dep), "--dask", "2", env=env)
+    from infra.s3 import swift_available
+
+    extra = ["--s3"] if swift_available() else []
+    r = _wxc("up", "--deployments", str(dep), "--dask", "2", *extra, env=env)
     try:
         assert r.returncode == 0, r.stdout + r.stderr
         for name in ("prefect-server", "runner", "dask-scheduler", "dask-worker-0"):
             assert name in r.stdout
+        if extra:  # the stack's S3 server answers S3 calls
+            import json
+
+            import s3fs
+
+            st = json.loads((tmp_path / "home" / "stack.json").read_text())
+            fs = s3fs.S3FileSystem(
+                key="test:tester",
+                secret="testing",
+                client_kwargs={"endpoint_url": f"http://127.0.0.1:{st['services']['s3']['port']}"},
+            )
+            fs.mkdir("wxc-stack")
+            fs.pipe_file("wxc-stack/ping", b"pong")
+            assert fs.cat_file("wxc-stack/ping") == b"pong"
         st = _wxc("status", env=env)
         assert "runner" in st.stdout and "healthy" in st.stdout, st.stdout
         listed = subprocess.run(
