@@ -14,10 +14,11 @@ import xarray as xr
 
 from wxmodels.data.store import Store
 from wxmodels.errors import DataError
+from wxmodels.export.io import read_io
 from wxmodels.export.onnx import OrtForecaster
 from wxmodels.schema import LAT, LON, TIME, get_variable
 
-__all__ = ["forecast", "load_inputs", "write_forecast"]
+__all__ = ["forecast", "load_inputs", "scored_runtimes", "write_forecast"]
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,9 @@ class _TorchRunner:
         torch.set_num_threads(threads)
         self.model = load_forecaster(model_dir)
         side = model_dir / "climatology.nc"
-        self.clim = Climatology.from_netcdf(side) if side.exists() else None
+        self.clim = None
+        if side.exists():  # in the model's channel order
+            self.clim = Climatology.from_netcdf(side).select(self.model.spec.variables)
 
     def __call__(self, state: np.ndarray, time_h: np.ndarray) -> np.ndarray:
         import torch
@@ -92,6 +95,30 @@ class _TorchRunner:
             )
         with torch.no_grad():
             return self.model(*args).numpy()
+
+
+_LEGACY_ONNX_STEPS = frozenset({"int8", "dynamic"})
+
+
+def scored_runtimes(manifest: dict) -> list[str]:
+    """The runtimes that reproduce the forecasts a version was scored with: ``onnx`` always;
+    ``torch`` too unless an ONNX-side step (int8 quantization) made the scored model."""
+    if "runtimes" in manifest:
+        return list(manifest["runtimes"])
+    # manifests written before they listed their runtimes
+    steps = manifest.get("recipe") or []
+    onnx_side = any(isinstance(s, dict) and s.get("method") in _LEGACY_ONNX_STEPS for s in steps)
+    return ["onnx"] if onnx_side else ["onnx", "torch"]
+
+
+def _timestamp(text: str) -> pd.Timestamp:
+    try:
+        t = pd.Timestamp(text)
+    except (ValueError, TypeError):
+        raise DataError(f"initialisation time {text!r} is not an ISO 8601 time") from None
+    if t is pd.NaT:
+        raise DataError(f"initialisation time {text!r} is not a time")
+    return t.tz_convert(None) if t.tzinfo is not None else t
 
 
 def forecast(
@@ -110,11 +137,23 @@ def forecast(
     or in torch from the safetensors weights (``torch``, HPC)."""
     model_dir = Path(model_dir)
     man = json.loads((model_dir / "manifest.json").read_text())
+    ref = f"{man.get('name')}@{man.get('version')}"
+    if runtime not in ("onnx", "torch"):
+        raise DataError(f"runtime {runtime!r}: onnx or torch")
+    if runtime not in scored_runtimes(man):
+        raise DataError(
+            f"{ref} was scored as an ONNX model with an ONNX-side step "
+            f"({man.get('recipe_label')}); its torch weights are the model before that step, "
+            "not what was scored: use --runtime onnx"
+        )
+    # the channel order comes from the model itself (never from a sorted manifest)
+    io = read_io(model_dir, runtime=runtime)
+    io.check_manifest(man, ref)
     sig = man["signature"]
-    variables = list(sig["variables"])
-    step = float(sig["step_hours"])
-    hist = int(sig["history"])
-    starts = [pd.Timestamp(t) for t in ([start] if isinstance(start, str) else start)]
+    variables = list(io.variables)
+    step = io.step_hours
+    hist = io.history
+    starts = [_timestamp(t) for t in ([start] if isinstance(start, str) else start)]
     if not starts:
         raise DataError("no initialisation time given")
     bad = [lead for lead in leads_h if lead <= 0 or (lead / step) != int(lead / step)]
@@ -131,10 +170,10 @@ def forecast(
         if not (model_dir / "model.safetensors").exists():
             raise DataError(f"{model_dir} has no model.safetensors (pulled --packed?)")
         runner = _TorchRunner(model_dir, threads)
-    elif runtime == "onnx":
-        runner = OrtForecaster(model_dir / "model.onnx", threads=threads)
     else:
-        raise ValueError(f"runtime {runtime!r}: onnx or torch")
+        runner = OrtForecaster(model_dir / "model.onnx", threads=threads)
+        if runner.variables is not None and runner.variables != variables:
+            raise DataError(f"{ref}: model.onnx and its description disagree on the variables")
     steps = sorted({int(lead / step) for lead in leads_h})
     data = np.empty((len(starts), len(steps), len(variables), len(lat), len(lon)), np.float32)
     for b0 in range(0, len(starts), batch_size):

@@ -224,6 +224,64 @@ def test_predict_hpc_torch_batch_matches_edge_onnx(cycle_run):
         assert ds.attrs["model_runtime"] == "torch"
 
 
+def test_deployer_forecast_is_the_scored_forecast(cycle_run):
+    """What a deployer runs is what was scored: every promoted profile, pulled and run by
+    `wxc predict`, gives the evaluation's own forecasts for the same inits (onnxruntime; and
+    torch where the version's torch weights are the scored model, refused where they are
+    not), variable by variable, in the store's units."""
+    from flows.state import load_latest
+    from wxmodels.pipeline.evaluate import model_forecasts
+
+    tmp, cfg, rep = cycle_run
+    ev = load_latest(cfg, "evaluate", "test")
+    scored = {c["name"]: c["onnx"] for c in ev["candidates"]}
+    scored["teacher"] = str(Path(load_latest(cfg, "train", "test")["dir"]) / "model.onnx")
+    # the synthetic variables are not in alphabetical order: a sorted order would show here
+    assert cfg.data.variables != sorted(cfg.data.variables)
+    setup = None
+    checked = set()
+    for p in rep["promoted"]:
+        arr, setup = model_forecasts(cfg, scored[p["cell"]], setup)
+        f = setup.run.fields
+        pick = [0, len(setup.inits) // 2, len(setup.inits) - 1]
+        starts = ",".join(str(f.times[setup.inits[k]]) for k in pick)
+        man = Registry(cfg.promote.registry).manifest(f"{p['model']}@{p['version']}")
+        assert [v["name"] for v in man["signature"]["variables"]] == cfg.data.variables
+        for runtime in ("onnx", "torch"):
+            out = tmp / f"scored-{p['version']}-{runtime}.nc"
+            r = _wxc(
+                "predict",
+                "--model",
+                f"{p['model']}@{p['aliases'][0]}",
+                "--start",
+                starts,
+                "--leads",
+                ",".join(str(h) for h in cfg.evaluate.leads_h),
+                "--runtime",
+                runtime,
+                "--out",
+                str(out),
+                "--registry",
+                cfg.promote.registry,
+            )
+            if runtime not in man["runtimes"]:
+                assert r.returncode == 2 and "use --runtime onnx" in r.stderr, r.stderr
+                continue
+            assert r.returncode == 0, r.stderr
+            # onnxruntime: the same file on the same inputs; torch: float32 kernels that differ
+            # in the last bits, carried through a rollout
+            tol = 1e-6 if runtime == "onnx" else 1e-3
+            with xr.open_dataset(out) as ds:
+                for i, v in enumerate(cfg.data.variables):
+                    want = arr[pick, :, i]
+                    np.testing.assert_allclose(
+                        ds[v].values, want, rtol=tol, atol=tol * np.nanstd(want), err_msg=v
+                    )
+            checked.add((p["cell"], runtime))
+    assert {("teacher", "onnx"), ("teacher", "torch")} <= checked
+    assert len({c for c, _ in checked}) == len({p["cell"] for p in rep["promoted"]})
+
+
 def test_cli_offline_pull_and_gc(cycle_run):
     tmp, cfg, _ = cycle_run
     reg = cfg.promote.registry

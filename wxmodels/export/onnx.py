@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from wxmodels.data.stats import Climatology
+from wxmodels.export.io import ModelIO, onnx_io, stamp_io
 
 __all__ = [
     "OrtForecaster",
@@ -74,7 +75,7 @@ def export_onnx(
                 dynamo=False,
                 dynamic_axes={k: {0: "batch"} for k in (*names, OUTPUT)},
             )
-    return path
+    return stamp_io(path, ModelIO.from_spec(model.spec))
 
 
 def ort_session(path: str | Path, *, threads: int = 1) -> ort.InferenceSession:
@@ -108,8 +109,11 @@ def _clim_window(
 class OrtForecaster:
     """A one-step forecaster backed by onnxruntime: ``(state, time) -> next`` on numpy arrays.
 
+    The channel order of ``state`` and ``next`` is :attr:`variables`, read from the model's
+    own I/O description (its ONNX metadata; ``model.json`` beside it for older files).
     Models that take the climatology as input get it from ``climatology`` (the
-    ``climatology.nc`` shipped beside ``model.onnx``, found automatically when not given).
+    ``climatology.nc`` shipped beside ``model.onnx``, found automatically when not given),
+    taken in the model's channel order.
     """
 
     def __init__(
@@ -125,6 +129,8 @@ class OrtForecaster:
         inputs = {i.name: i for i in self.session.get_inputs()}
         self.history = int(inputs["state"].shape[1])
         self.needs_clim = "clim" in inputs
+        self.io = onnx_io(self.session.get_modelmeta().custom_metadata_map) or self._spec_io()
+        self.variables = list(self.io.variables) if self.io else None
         if self.needs_clim and climatology is None:
             side = self.path.with_name("climatology.nc")
             if not side.exists():
@@ -132,15 +138,23 @@ class OrtForecaster:
                     f"{self.path} takes a climatology input but there is no {side.name} beside it"
                 )
             climatology = Climatology.from_netcdf(side)
+        if climatology is not None and self.variables and climatology.variables != self.variables:
+            climatology = climatology.select(self.variables)
         self.climatology = climatology
+        if step_hours is None and self.io is not None:
+            step_hours = self.io.step_hours
         if self.needs_clim and step_hours is None:
-            import json
-
-            spec = self.path.with_name("model.json")
-            if not spec.exists():
-                spec = self.path.parent / "torch" / "model.json"
-            step_hours = json.loads(spec.read_text())["_data"]["step_hours"]
+            raise ValueError(f"{self.path}: the model's time step is unknown (no model.json)")
         self.step_hours = step_hours
+
+    def _spec_io(self) -> ModelIO | None:
+        """For ONNX files written before they carried their I/O description."""
+        import json
+
+        for spec in (self.path.with_name("model.json"), self.path.parent / "torch" / "model.json"):
+            if spec.exists():
+                return ModelIO.from_spec(json.loads(spec.read_text()))
+        return None
 
     def feeds(self, state: np.ndarray, time_h: np.ndarray) -> dict[str, np.ndarray]:
         f = {

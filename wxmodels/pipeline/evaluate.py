@@ -12,6 +12,7 @@ import numpy as np
 import xarray as xr
 
 from wxmodels.config.cycle import CycleConfig
+from wxmodels.errors import DataError
 from wxmodels.export.onnx import OrtForecaster, measure_latency
 from wxmodels.pipeline import champion
 from wxmodels.pipeline.context import RunData, load_run_data, set_threads
@@ -36,6 +37,7 @@ __all__ = [
     "assemble",
     "eval_inits",
     "measure_latencies",
+    "model_forecasts",
     "score_baselines",
     "score_model",
     "setup",
@@ -152,14 +154,28 @@ def _card(s: Setup, forecasts: dict[str, xr.Dataset]) -> dict[str, Any]:
     return {"scores": scj.to_json(sc), "regions": scj.regions_json(sc)}
 
 
+def model_forecasts(
+    cfg: CycleConfig, onnx_path: str, s: Setup | None = None
+) -> tuple[np.ndarray, Setup]:
+    """The forecasts ``(N, L, V, H, W)`` that the evaluation scores for one ONNX model (run in
+    onnxruntime) at the test window's inits, with the setup they came from."""
+    s = s or setup(cfg)
+    f = s.run.fields
+    model = OrtForecaster(onnx_path, threads=cfg.runtime.torch_threads)
+    if model.variables is not None and model.variables != f.variables:
+        raise DataError(
+            f"{onnx_path}: the model's channels are {model.variables}, the store's fields "
+            f"{f.variables}: it was trained for another variable order"
+        )
+    return run_forecasts(model, f, s.inits, s.steps, history=model.history), s
+
+
 def score_model(cfg: CycleConfig, name: str, onnx_path: str) -> dict[str, Any]:
     """Score one ONNX model (run in onnxruntime) on the test window. Returns JSON scores."""
     t0 = time.perf_counter()
     set_threads(cfg.runtime.torch_threads)
-    s = setup(cfg)
+    arr, s = model_forecasts(cfg, onnx_path)
     f = s.run.fields
-    model = OrtForecaster(onnx_path, threads=cfg.runtime.torch_threads)
-    arr = run_forecasts(model, f, s.inits, s.steps, history=model.history)
     return {
         "name": name,
         **_card(s, {name: as_dataset(arr, f, s.inits, s.steps)}),

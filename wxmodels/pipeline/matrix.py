@@ -18,6 +18,7 @@ from wxmodels.compress.common import CompressContext
 from wxmodels.compress.packing import pack_onnx
 from wxmodels.compress.sensitivity import layer_sensitivity, protect_filter
 from wxmodels.config.cycle import CycleConfig
+from wxmodels.export.io import ModelIO, stamp_io
 from wxmodels.export.onnx import export_onnx, onnx_parity
 from wxmodels.nets.forecaster import Forecaster, save_forecaster
 from wxmodels.nets.macs import count_macs
@@ -137,6 +138,7 @@ def build_cell(cfg: CycleConfig, name: str, teacher_dir: str) -> dict[str, Any]:
         final = get_method(onnx_step).apply(
             fp32, tmp / "model.onnx", onnx_step, ctx=ctx, history=model.history
         )
+        stamp_io(final, ModelIO.from_spec(model.spec))  # the quantizers drop metadata
         parity = onnx_parity(model, final, state, tm, clim)
     else:
         final = fp32.rename(tmp / "model.onnx")

@@ -10,10 +10,11 @@ from typing import Any
 
 import onnx
 
+from wxmodels.compress.registry import get_method
 from wxmodels.config.cycle import CycleConfig
+from wxmodels.export.io import ModelIO
 from wxmodels.registry.card import model_card
 from wxmodels.registry.core import Registry
-from wxmodels.schema import get_variable
 from wxmodels.skill.pareto import mean_relative_rmse
 from wxmodels.utils import code_version, git_commit, package_versions, read_json
 
@@ -62,7 +63,8 @@ def _signature(onnx_path: Path, spec: dict[str, Any]) -> dict[str, Any]:
         "inputs": {i.name: dims(i) for i in m.graph.input},
         "outputs": {o.name: dims(o) for o in m.graph.output},
         "opset": opset,
-        "variables": {v: get_variable(v).units for v in data["variables"]},
+        # an ordered list: the manifest is written with sorted keys, which would sort a mapping
+        "variables": ModelIO.from_spec(spec).manifest_variables(),
         "grid": {
             "lat": lat,
             "lon": lon,
@@ -104,6 +106,10 @@ def _publish(
             "opset": sig["opset"],
         },
         "signature": sig,
+        # runtimes that reproduce the scored forecasts: an ONNX-side step (int8) leaves torch
+        # weights that are the model before it
+        "runtimes": ["onnx"]
+        + ([] if any(get_method(s["method"]).stage == "onnx" for s in recipe) else ["torch"]),
         "recipe": recipe,
         "recipe_label": label,
         "cell": key,

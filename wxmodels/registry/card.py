@@ -30,6 +30,13 @@ def scorecard_table(scorecard: dict[str, Any], models: list[str], metric: str = 
     return "\n".join(rows)
 
 
+def _variables(sig: dict[str, Any]) -> list[str]:
+    listed = sig.get("variables", [])
+    if isinstance(listed, dict):  # manifests written before the order was kept
+        return [f"{v} [{u}]" for v, u in listed.items()]
+    return [f"{v['name']} [{v['units']}]" for v in listed]
+
+
 def model_card(manifest: dict[str, Any], scorecard: dict[str, Any], model_key: str) -> str:
     """Render the card of one registry version.
 
@@ -60,7 +67,7 @@ def model_card(manifest: dict[str, Any], scorecard: dict[str, Any], model_key: s
         + ("".join(f"\n  - {r}" for r in gate.get("reasons", []))),
         "",
         "## Inputs and outputs",
-        f"- variables: {', '.join(f'{v} [{u}]' for v, u in sig.get('variables', {}).items())}",
+        f"- variables, in channel order: {', '.join(_variables(sig))}",
         f"- grid: {sig.get('grid', {}).get('shape')} points, lat "
         f"{sig.get('grid', {}).get('lat_range')}, lon {sig.get('grid', {}).get('lon_range')}",
         f"- step: {sig.get('step_hours')} h; history: {sig.get('history')} states",
