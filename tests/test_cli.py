@@ -88,7 +88,11 @@ def test_missing_input_files_leave_the_store_alone(tmp_path, prefect_server):
         f"workdir={tmp_path}/w",
     )
     assert "no input files match" in _one_error_line(r)
-    assert not store.exists()
+    from wxmodels.data.store import Store
+
+    # nothing committed; the path holds only the store's marker and lock (claimed for it)
+    assert not Store(str(store)).exists()
+    assert not store.exists() or sorted(p.name for p in store.iterdir()) == ["_wxc"]
 
 
 @pytest.mark.integration
@@ -120,4 +124,7 @@ def test_nan_only_input_is_refused(tmp_path, prefect_server):
     )
     line = _one_error_line(r)
     assert "NaN everywhere" in line
-    assert not store.exists()
+    from wxmodels.data.store import Store
+
+    assert not Store(str(store)).exists()
+    assert sorted(p.name for p in store.iterdir()) == ["_wxc"]  # marker and lock, no data

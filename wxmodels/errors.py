@@ -5,6 +5,8 @@ __all__ = [
     "ConfigError",
     "DataError",
     "IngestError",
+    "LockError",
+    "PathError",
     "RegistryError",
     "WxcError",
 ]
@@ -32,3 +34,11 @@ class RegistryError(WxcError):
 
 class ChecksumError(RegistryError):
     """A file's bytes do not match the sha256 recorded in its manifest."""
+
+
+class PathError(WxcError, ValueError):
+    """A path that wxcompress must not write into (not empty and not its own), or cannot."""
+
+
+class LockError(WxcError):
+    """Another writer holds the store (or registry) and did not let go in time."""

@@ -25,15 +25,25 @@ __all__ = [
 
 
 def expand(path: str) -> str:
-    """Expand ``${VAR:-default}``, ``$VAR`` and ``~`` in a path."""
+    """Expand ``${VAR:-default}``, ``${VAR}``, ``$VAR`` and ``~`` in a path.
+
+    A variable that is unset (or empty) and has no default is an error: ``${DATA}/store`` with
+    ``DATA`` unset must not quietly become ``/store`` or the current directory.
+    """
     import re
 
     def sub(m: re.Match) -> str:
-        name, default = m.group(1), m.group(3)
-        return os.environ.get(name) or (default if default is not None else "")
+        name = m.group(1) or m.group(4)
+        default = m.group(3)
+        value = os.environ.get(name)
+        if value:
+            return value
+        if default is not None:
+            return default
+        raise ValueError(f"environment variable {name} is not set (in {path!r})")
 
-    path = re.sub(r"\$\{(\w+)(:-([^}]*))?\}", sub, path)
-    return os.path.expanduser(os.path.expandvars(path))
+    path = re.sub(r"\$\{(\w+)(:-([^}]*))?\}|\$(\w+)", sub, path)
+    return os.path.expanduser(path)
 
 
 class TimeFromStepConfig(Strict):
@@ -93,6 +103,13 @@ class FilesSourceConfig(_SourceBase):
     engine: Literal["auto", "netcdf4", "h5netcdf", "scipy", "cfgrib"] = "auto"
     """xarray engine; ``auto`` picks cfgrib for ``.grib``/``.grb``/``.grib2`` files."""
 
+    @field_validator("paths")
+    @classmethod
+    def _check_paths(cls, v: list[str]) -> list[str]:
+        for p in v:
+            expand(p)  # an unset variable is an error now, not an empty string later
+        return v
+
     def expanded(self) -> list[str]:
         return [expand(p) for p in self.paths]
 
@@ -110,6 +127,13 @@ class LandingSourceConfig(FilesSourceConfig):
     archive: bool = False
     """Move ingested files to ``ingested/`` (otherwise they stay and the store's ledger keeps
     them from being read again)."""
+
+    @field_validator("directory")
+    @classmethod
+    def _check_directory(cls, v: str) -> str:
+        if not expand(v).strip():
+            raise ValueError("the landing directory is empty")
+        return v
 
     def expanded(self) -> list[str]:
         return [os.path.join(expand(self.directory), self.pattern)]
@@ -195,8 +219,11 @@ class DataConfig(Strict):
     """fsspec options for the store (endpoint_url, ...). Credentials come from the environment."""
     variables: list[str] = Field(min_length=1)
     """Canonical variables to ingest, train on and forecast."""
-    time_chunk: int = Field(24, ge=1)
+    time_chunk: int = Field(24, ge=1, le=100_000)
     """Time steps per Zarr chunk."""
+    lock_timeout_s: float = Field(1800.0, ge=0, le=86_400)
+    """How long a writer waits for another one (a scheduled ingest beside a manual one) to
+    finish with the store before it gives up with an error."""
     max_nan_fraction: float = Field(0.05, ge=0, le=1)
     """Largest fraction of NaNs a variable may have outside the static (land-sea) mask."""
     split: SplitConfig = SplitConfig()
@@ -217,4 +244,7 @@ class DataConfig(Strict):
     @field_validator("store")
     @classmethod
     def _expand_store(cls, v: str) -> str:
-        return expand(v)
+        v = expand(v)
+        if not v.strip():
+            raise ValueError("the store path is empty")
+        return v

@@ -67,6 +67,16 @@ class PromoteConfig(Strict):
     (``{"aws_access_key_id": ..., "aws_secret_access_key": ...}``); tasks export them to
     their process environment, where s3fs finds them. Nothing logs or records them."""
 
+    @field_validator("registry")
+    @classmethod
+    def _expand(cls, v: str) -> str:
+        from wxmodels.config.data import expand
+
+        v = expand(v)
+        if not v.strip():
+            raise ValueError("the registry path is empty")
+        return v
+
     @field_validator("storage_options")
     @classmethod
     def _no_credentials(cls, v: dict[str, Any]) -> dict[str, Any]:

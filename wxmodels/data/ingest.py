@@ -110,7 +110,14 @@ def ingest(cfg: DataConfig, *, dask_address: str | None = None) -> IngestReport:
 
 
 def _ingest(cfg: DataConfig) -> IngestReport:
-    store = Store(cfg.store, cfg.storage_options)
+    store = Store(cfg.store, cfg.storage_options, lock_timeout=cfg.lock_timeout_s)
+    # one writer per store: the ledger is read, the data appended and the ledger updated
+    # under the store's lock (a second ingest waits, then finds the work done)
+    with store.writing():
+        return _ingest_locked(cfg, store)
+
+
+def _ingest_locked(cfg: DataConfig, store: Store) -> IngestReport:
     commit = store.read_commit()
     src = make_source(cfg.source, variables=cfg.variables, time_chunk=cfg.time_chunk)
     refs = src.list_inputs()
@@ -192,7 +199,7 @@ def _ingest(cfg: DataConfig) -> IngestReport:
             for rid in done:
                 commit.quarantine.pop(rid, None)
             commit.sequence += 1
-            store._write_commit(commit)
+            store.write_commit(commit)
         src.done(list(done))
         report = IngestReport(
             store.url,
@@ -232,7 +239,7 @@ def _ingest(cfg: DataConfig) -> IngestReport:
                 }
             )
             commit.sequence += 1
-            store._write_commit(commit)
+            store.write_commit(commit)
         first = problems[0] if problems else Problem("-", "nothing to ingest")
         raise IngestError(
             f"no usable input among {len(todo)} new input(s); first problem: "

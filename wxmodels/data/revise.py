@@ -90,7 +90,7 @@ def apply(
         "variables": variables,
     }
     commit.sequence += 1
-    store._write_commit(commit)
+    store.write_commit(commit)
     # 3-4. rewrite and commit
     return _rewrite(store, commit), times
 
@@ -148,7 +148,7 @@ def _rewrite(store: Store, commit: Commit) -> Commit:
         }
     )
     commit.revision = None
-    store._write_commit(commit)
+    store.write_commit(commit)
     if old_group:
         store._drop_old_stats(commit.stats_group)
     rm_tree(store.fs, f"{store.root}/{STAGE}")

@@ -23,8 +23,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
-import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -39,9 +37,11 @@ from zarr.core.sync import sync as zsync
 from wxmodels.data import writepass
 from wxmodels.data.commit import Commit
 from wxmodels.data.stats import ClimAccumulator
-from wxmodels.errors import DataError, IngestError
+from wxmodels.errors import DataError, IngestError, LockError
 from wxmodels.faults import crash_point
-from wxmodels.schema import LAT, LON, TIME
+from wxmodels.locks import FileLock, LeaseLock, Lock
+from wxmodels.paths import claim, entries, marker_bytes, write_bytes_atomic
+from wxmodels.schema import LAT, LON, TIME, VARIABLES
 from wxmodels.utils import rm_tree
 
 __all__ = ["COMMIT_KEY", "AppendReport", "Commit", "Store"]
@@ -49,6 +49,24 @@ __all__ = ["COMMIT_KEY", "AppendReport", "Commit", "Store"]
 log = logging.getLogger(__name__)
 
 COMMIT_KEY = "_wxc/zarr.json"
+"""The commit record; written first as the store's marker (``wxc_owner``, no commit yet)."""
+_OWN = "_wxc"
+_LEGACY = {"zarr.json", "aux", "static", TIME, LAT, LON, *VARIABLES}
+
+
+def _is_store_marker(data: bytes) -> bool:
+    try:
+        attrs = json.loads(data).get("attributes", {})
+    except (ValueError, AttributeError):
+        return False
+    return isinstance(attrs, dict) and ("wxc_owner" in attrs or "wxc_commit" in attrs)
+
+
+def _store_marker() -> bytes:
+    owner = json.loads(marker_bytes("store"))
+    return json.dumps(
+        {"zarr_format": 3, "node_type": "group", "attributes": {"wxc_owner": owner}}
+    ).encode()
 
 
 @dataclass
@@ -141,13 +159,28 @@ class StoreStatistics:
 
 
 class Store:
-    """A canonical Zarr v3 store at a local path or an fsspec URL (``s3://...``)."""
+    """A canonical Zarr v3 store at a local path or an fsspec URL (``s3://...``).
 
-    def __init__(self, url: str, storage_options: dict[str, Any] | None = None):
+    Writers (:meth:`append`, and ingest around it) hold :meth:`writing`: the path is claimed
+    first (written only when absent, empty or already a wxcompress store), then the store's
+    lock is taken (waiting up to ``lock_timeout`` seconds for another writer).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        storage_options: dict[str, Any] | None = None,
+        *,
+        lock_timeout: float = 600.0,
+    ):
+        if not str(url).strip():
+            raise DataError("the store path is empty")
         self.url = url.rstrip("/")
         self.storage_options = dict(storage_options or {})
         self.fs, self.root = fsspec.core.url_to_fs(self.url, **self.storage_options)
         self._local = "file" in self.fs.protocol
+        self.lock_timeout = lock_timeout
+        self._lock: Lock | None = None
 
     def __repr__(self) -> str:
         return f"Store({self.url!r})"
@@ -169,32 +202,81 @@ class Store:
                 obj = json.loads(f.read())
         except FileNotFoundError:
             return None
+        attrs = obj.get("attributes", {})
+        if "wxc_commit" not in attrs:  # claimed, nothing committed yet
+            return None
         try:
-            return Commit.from_json(obj.get("attributes", {}).get("wxc_commit", {}))
+            return Commit.from_json(attrs["wxc_commit"])
         except (ValueError, TypeError) as e:
             raise DataError(f"{self.url}: unreadable commit record ({e})") from e
 
-    def _write_commit(self, commit: Commit) -> None:
+    def write_commit(self, commit: Commit) -> None:
+        """Replace the commit record (atomically: a rename locally, one PUT on object
+        storage). Only a writer holding :meth:`writing` may; a lease lost meanwhile raises
+        :class:`~wxmodels.errors.LockError` and nothing is committed."""
+        if self._lock is None:
+            raise LockError(f"{self.url}: commit outside `Store.writing()`")
+        self._lock.check()
+        owner = json.loads(_store_marker())["attributes"]["wxc_owner"]
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            owner = json.loads(self.fs.cat_file(f"{self.root}/{COMMIT_KEY}"))["attributes"].get(
+                "wxc_owner", owner
+            )
         data = json.dumps(
             {
                 "zarr_format": 3,
                 "node_type": "group",
-                "attributes": {"wxc_commit": commit.to_json()},
+                "attributes": {"wxc_owner": owner, "wxc_commit": commit.to_json()},
             },
             indent=1,
         ).encode()
-        path = f"{self.root}/{COMMIT_KEY}"
+        write_bytes_atomic(self.fs, f"{self.root}/{COMMIT_KEY}", data)
+
+    # -- ownership and the one-writer lock -------------------------------------------------
+    def claim(self) -> None:
+        """Make sure the store's path is absent, empty or already a wxcompress store (marked
+        first); anything else raises :class:`~wxmodels.errors.PathError`."""
+        claim(
+            self.fs,
+            self.root,
+            url=self.url,
+            kind="store",
+            marker=COMMIT_KEY,
+            content=_store_marker,
+            is_ours=_is_store_marker,
+            transient=(_OWN,),
+            legacy=lambda names: "zarr.json" in names and set(names) <= _LEGACY,
+        )
+
+    def lock(self) -> Lock:
+        """This store's writer lock (see :mod:`wxmodels.locks`)."""
+        what = f"store {self.url}"
         if self._local:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            tmp = f"{path}.{uuid.uuid4().hex}.tmp"
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        else:  # object storage: a single PUT replaces the object atomically
-            self.fs.pipe_file(path, data)
-            self.fs.invalidate_cache()
+            return FileLock(f"{self.root}/{_OWN}/lock", what, timeout=self.lock_timeout)
+        return LeaseLock(self.fs, f"{self.root}/{_OWN}/lease", what, timeout=self.lock_timeout)
+
+    @contextlib.contextmanager
+    def writing(self):
+        """Claim the path and hold the one-writer lock; re-entrant."""
+        if self._lock is not None:
+            with self._lock:
+                yield self
+            return
+        self.claim()
+        lock = self.lock()
+        with lock:
+            self._lock = lock
+            try:
+                yield self
+            finally:
+                self._lock = None
+
+    def _clear_uncommitted(self) -> None:
+        """Remove what an interrupted first write left: everything but the marker and lock
+        (only ever inside a claimed store, under its lock)."""
+        for name in entries(self.fs, self.root):
+            if name != _OWN:
+                rm_tree(self.fs, f"{self.root}/{name}")
 
     # -- reading -------------------------------------------------------------------------
     def exists(self) -> bool:
@@ -367,6 +449,20 @@ class Store:
           a failure raises :class:`~wxmodels.errors.DataError` and commits nothing;
         * ``inputs`` / ``quarantine`` are recorded in the commit's ledger.
         """
+        with self.writing():
+            return self._append(
+                ds,
+                time_chunk=time_chunk,
+                source=source,
+                max_nan_fraction=max_nan_fraction,
+                inputs=inputs,
+                quarantine=quarantine,
+                static=static,
+            )
+
+    def _append(
+        self, ds, *, time_chunk, source, max_nan_fraction, inputs, quarantine, static
+    ) -> AppendReport:
         commit = self.read_commit()
         if commit is not None and commit.revision is not None:
             commit = self._finish_revision(commit)
@@ -428,7 +524,7 @@ class Store:
                 commit.quarantine.pop(k, None)
             commit.quarantine.update(quarantine or {})
             commit.sequence += 1
-            self._write_commit(commit)
+            self.write_commit(commit)
         rng = None
         if n_new:
             t = new[TIME].values
@@ -473,15 +569,15 @@ class Store:
             )
         gap = self._gap_message(times, n)
         ds = ds.isel({TIME: slice(0, n)})
-        if self.fs.exists(self.root):
+        if [e for e in entries(self.fs, self.root) if e != _OWN]:
             log.warning("%s: removing an uncommitted first write", self.url)
-            rm_tree(self.fs, self.root)
+            self._clear_uncommitted()
         chunked = ds.chunk({TIME: time_chunk, LAT: -1, LON: -1})
         encoding = {v: {"chunks": (time_chunk, ds.sizes[LAT], ds.sizes[LON])} for v in ds.data_vars}
         # metadata and coordinates only: the write pass writes the data
         chunked.to_zarr(
             self.url,
-            mode="w-",
+            mode="a",  # the claimed, emptied path holds only _wxc (marker, lock)
             zarr_format=3,
             consolidated=False,
             encoding=encoding,
@@ -502,7 +598,7 @@ class Store:
                 where=source or self.url,
             )
         except Exception:
-            rm_tree(self.fs, self.root)  # nothing was committed: leave no debris
+            self._clear_uncommitted()  # nothing was committed: leave no debris
             raise
         self._write_hashes(res.hashes, 0)
         sg = zarr.open_group(self._sub("static"), mode="w", storage_options=self._so, zarr_format=3)
@@ -538,7 +634,7 @@ class Store:
         commit.moments = asdict(moments)
         commit.stats_group = self._write_stats(res.clim, commit.sequence)
         crash_point("append:after-data")
-        self._write_commit(commit)
+        self.write_commit(commit)
         return AppendReport(self.url, n, 0, t0, t1, commit.version, (t0, t1), [], gap, missing)
 
     def _targets(self, variables: list[str]) -> list:
@@ -629,7 +725,7 @@ class Store:
             }
         )
         crash_point("append:after-data")
-        self._write_commit(commit)
+        self.write_commit(commit)
         if old_stats:
             self._drop_old_stats(commit.stats_group)
         return commit, missing

@@ -2,15 +2,18 @@
 
 Layout under the cache root (``$WXC_CACHE``, default ``~/.cache/wxcompress``)::
 
+    CACHEDIR.TAG                              the marker (the cache directory tag standard)
     blobs/sha256/<hh>/<sha256>                verified file contents, read-only
-    manifests/<registry>/<name>/<version>.json  manifests of versions pulled
+    manifests/<registry>/<name>/<version>.json  manifests of versions pulled, as published
+    manifests/<registry>/<name>/<version>.sig   their signatures
     aliases/<registry>/<name>/<alias>           the version an alias resolved to when last online
     models/<registry>/<name>/<version>/         a version's files (hard links to the blobs)
 
 ``<registry>`` is a hash of the registry URL, so one cache serves several registries. Every
 write is a temporary file renamed into place, so an interrupted pull leaves nothing that looks
 complete; a blob is re-hashed whenever it is handed out, so a cache edited behind our back is
-caught, not served.
+caught, not served. A version is immutable: the registry offering a manifest for a version
+that differs from the one cached is an alarm (:class:`ChecksumError`), never an update.
 """
 
 from __future__ import annotations
@@ -22,13 +25,15 @@ import shutil
 import stat
 import uuid
 from pathlib import Path
-from typing import Any
 
-from wxmodels.errors import ChecksumError, RegistryError
+from wxmodels.errors import ChecksumError, PathError, RegistryError
+from wxmodels.paths import claim, local_fs, swap_in
 
 __all__ = ["Cache", "default_cache_dir"]
 
 _CHUNK = 1 << 20
+_TAG = b"Signature: 8a477f597d28d172789f06886806bc55\n# wxcompress model cache\n"
+_PULL_MARKER = ".wxcompress-pull"
 
 
 def default_cache_dir() -> Path:
@@ -53,6 +58,23 @@ class Cache:
 
     def __init__(self, root: str | Path | None = None):
         self.root = Path(root) if root is not None else default_cache_dir()
+        self._claimed = False
+
+    def _claim(self) -> None:
+        """The cache directory is absent, empty or a wxcompress cache (CACHEDIR.TAG)."""
+        if self._claimed:
+            return
+        claim(
+            local_fs(),
+            str(self.root),
+            url=str(self.root),
+            kind="model cache",
+            marker="CACHEDIR.TAG",
+            content=lambda: _TAG,
+            is_ours=lambda b: b"wxcompress" in b,
+            legacy=lambda names: set(names) <= {"blobs", "manifests", "aliases", "models", "tmp"},
+        )
+        self._claimed = True
 
     @staticmethod
     def key(url: str) -> str:
@@ -69,6 +91,7 @@ class Cache:
         return p.is_file() and p.stat().st_size == size
 
     def tmp(self) -> Path:
+        self._claim()
         d = self.root / "tmp"
         d.mkdir(parents=True, exist_ok=True)
         return d / f"{uuid.uuid4().hex}.partial"
@@ -99,13 +122,39 @@ class Cache:
         tmp.write_bytes(data)
         os.replace(tmp, path)
 
-    def put_manifest(self, url: str, man: dict[str, Any]) -> None:
-        p = self.root / "manifests" / self.key(url) / man["name"] / f"{man['version']}.json"
-        self._write(p, json.dumps(man, indent=1, sort_keys=True).encode())
+    def _manifest_path(self, url: str, name: str, version: str) -> Path:
+        return self.root / "manifests" / self.key(url) / name / f"{version}.json"
 
-    def manifest(self, url: str, name: str, version: str) -> dict[str, Any] | None:
-        p = self.root / "manifests" / self.key(url) / name / f"{version}.json"
-        return json.loads(p.read_text()) if p.is_file() else None
+    def put_manifest(
+        self, url: str, name: str, version: str, raw: bytes, sig: bytes | None = None
+    ) -> None:
+        """Keep a version's manifest (and signature) as published. A different manifest for a
+        version already cached raises :class:`ChecksumError`; the cached one is kept."""
+        self._claim()
+        p = self._manifest_path(url, name, version)
+        if p.is_file():
+            try:
+                same = json.loads(p.read_bytes()) == json.loads(raw)
+            except json.JSONDecodeError:
+                same = False
+            if not same:
+                raise ChecksumError(
+                    f"ALARM: {url} now serves a different manifest for {name}@{version}, a "
+                    f"version this machine pulled before (kept at {p}); versions are immutable, "
+                    "so the registry was changed: refusing it"
+                )
+        else:
+            self._write(p, raw)
+        if sig is not None:
+            self._write(p.with_suffix(".sig"), sig)
+
+    def manifest(self, url: str, name: str, version: str) -> tuple[bytes, bytes | None] | None:
+        """The cached manifest bytes and signature bytes (``None`` if unsigned) of a version."""
+        p = self._manifest_path(url, name, version)
+        if not p.is_file():
+            return None
+        sig = p.with_suffix(".sig")
+        return p.read_bytes(), sig.read_bytes() if sig.is_file() else None
 
     def remember_alias(self, url: str, name: str, alias: str, version: str) -> None:
         self._write(self.root / "aliases" / self.key(url) / name / alias, version.encode())
@@ -118,10 +167,15 @@ class Cache:
     def model_dir(self, url: str, name: str, version: str) -> Path:
         return self.root / "models" / self.key(url) / name / version
 
-    def materialise(self, files: dict[str, Path], dest: Path, *, link: bool) -> Path:
+    def materialise(
+        self, files: dict[str, Path], dest: Path, *, link: bool, what: str = ""
+    ) -> Path:
         """Place ``files`` ({name: blob}) in ``dest``: hard links into the cache's own model
         directories (``link``), copies elsewhere (a deployer may edit them). Built beside
-        ``dest`` and renamed, or file by file into an existing ``dest``."""
+        ``dest`` and swapped in whole, so ``dest`` holds exactly this version's files.
+
+        A destination outside the cache must be absent, an empty directory or an earlier pull
+        (marked ``.wxcompress-pull``); a file, a device or a symbolic link is refused."""
         if link:
             if dest.is_dir() and all(
                 (dest / f).is_file() and os.path.samefile(dest / f, blob)
@@ -141,9 +195,31 @@ class Cache:
             finally:
                 shutil.rmtree(build, ignore_errors=True)
             return dest
-        dest.mkdir(parents=True, exist_ok=True)
-        for fname, blob in files.items():
-            tmp = dest / f".{fname}.{uuid.uuid4().hex}.partial"
-            shutil.copyfile(blob, tmp)
-            os.replace(tmp, dest / fname)
+        if dest.is_symlink():
+            raise PathError(f"{dest} is a symbolic link: refusing to follow it (give a directory)")
+        claim(
+            local_fs(),
+            str(dest),
+            url=str(dest),
+            kind="pull destination",
+            marker=_PULL_MARKER,
+            content=bytes,
+            is_ours=lambda b: True,
+            legacy=lambda names: "manifest.json" in names,  # pulled before the marker existed
+            mark=False,
+        )
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            build = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.partial")
+            build.mkdir()
+        except OSError as e:
+            raise PathError(f"cannot write to {dest}: {e.strerror}") from None
+        try:
+            for fname, blob in files.items():
+                shutil.copyfile(blob, build / fname)
+            (build / _PULL_MARKER).write_text(json.dumps({"wxcompress": "pull", "of": what}))
+            swap_in(str(build), str(dest))
+        except BaseException:
+            shutil.rmtree(build, ignore_errors=True)
+            raise
         return dest
