@@ -45,6 +45,14 @@ RegistryOpt = Annotated[
         "--registry", help="Registry URL (default: $WXC_REGISTRY, the config's, or .wxc/registry)."
     ),
 ]
+TrustOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--trusted-key",
+        help="Public key (PEM) or directory of keys a pulled version must be signed with "
+        "(repeatable; also $WXC_TRUSTED_KEYS). Unsigned or foreign versions are refused.",
+    ),
+]
 
 
 # -- environment -------------------------------------------------------------------------
@@ -344,8 +352,9 @@ def _print_report(rep: dict[str, Any]) -> None:
 
 
 # -- consumers ---------------------------------------------------------------------------
-def _registry(url: str | None, config: Path | None = None):
+def _registry(url: str | None, config: Path | None = None, trusted: list[Path] | None = None):
     from wxmodels.registry import Registry
+    from wxmodels.registry.signing import trust_from
 
     if url is None and os.environ.get("WXC_REGISTRY"):
         url = os.environ["WXC_REGISTRY"]
@@ -353,7 +362,8 @@ def _registry(url: str | None, config: Path | None = None):
     if url is None and config is not None:
         cfg = _load(config, None)
         url, so = cfg.promote.registry, dict(cfg.promote.storage_options)
-    return Registry(url or ".wxc/registry", so)
+        trusted = [*(trusted or []), *map(Path, cfg.promote.trusted_keys)]
+    return Registry(url or ".wxc/registry", so, trust=trust_from(trusted or []))
 
 
 @app.command()
@@ -381,12 +391,18 @@ def predict(
     ] = "onnx",
     batch_size: Annotated[int, typer.Option(min=1, help="Initialisations per call.")] = 16,
     threads: Annotated[int, typer.Option(min=1, help="Compute threads.")] = 1,
+    overwrite: Annotated[
+        bool,
+        typer.Option("--overwrite", help="Replace --out when it is a forecast wxcompress wrote."),
+    ] = False,
+    trusted_key: TrustOpt = None,
 ) -> None:
     """Pull a model (verified, through the local cache) and forecast from the analyses at
     START."""
-    from wxmodels.predict import forecast, write_forecast
+    from wxmodels.predict import check_output, forecast, write_forecast
 
-    reg = _registry(registry, config)
+    check_output(out_path, overwrite=overwrite)  # before any work: refuse a path we must not touch
+    reg = _registry(registry, config, trusted_key)
     dest = reg.pull(model, offline=offline)
     man = json.loads((dest / "manifest.json").read_text())
     name, version = man["name"], man["version"]
@@ -407,7 +423,7 @@ def predict(
         batch_size=batch_size,
         threads=threads,
     )
-    path = write_forecast(ds, out_path)
+    path = write_forecast(ds, out_path, overwrite=overwrite)
     out.print(
         f"{name}@{version} ({runtime}): {len(starts)} forecast(s) from {starts[0]} "
         f"at {lead_list} h -> {path}"
@@ -470,14 +486,29 @@ def registry_pull(
         bool,
         typer.Option("--offline", help="Use the local cache only (aliases as last seen online)."),
     ] = False,
+    trusted_key: TrustOpt = None,
 ) -> None:
-    """Fetch NAME@ALIAS through the local cache ($WXC_CACHE), verifying every sha256."""
-    reg = _registry(registry, config)
+    """Fetch NAME@ALIAS through the local cache ($WXC_CACHE), verifying every sha256 (and the
+    signature, where trusted keys are configured)."""
+    reg = _registry(registry, config, trusted_key)
     path = reg.pull(ref, dest, packed=packed, offline=offline)
     man = json.loads((path / "manifest.json").read_text())
     how = " from the pack" if packed else ""
     how += " (offline, from the cache)" if offline else ""
-    out.print(f"{man['name']}@{man['version']} -> {path}{how} (checksums verified)")
+    signed = " and signature" if reg.trust.required else ""
+    out.print(f"{man['name']}@{man['version']} -> {path}{how} (checksums{signed} verified)")
+
+
+@registry_app.command("keygen")
+def registry_keygen(
+    directory: Annotated[Path, typer.Argument(help="Where to write the key pair.")],
+) -> None:
+    """Create an Ed25519 key pair for signing versions: publish with
+    WXC_SIGNING_KEY_FILE=DIR/wxc-signing.pem; deployers trust DIR/wxc-signing.pub."""
+    from wxmodels.registry.signing import generate_keypair
+
+    priv, pub = generate_keypair(directory)
+    out.print(f"private key {priv} (keep it secret; mode 0600)\npublic key {pub}")
 
 
 @registry_app.command("gc")
@@ -526,8 +557,9 @@ def registry_rollback(
     from wxmodels.registry import parse_ref
 
     name, alias = parse_ref(ref)
-    ev = _registry(registry, config).rollback(name, alias, reason=reason)
-    out.print(f"{name}@{alias}: {ev.previous} -> {ev.version}")
+    reg = _registry(registry, config)
+    ev = reg.rollback(name, alias, reason=reason)
+    out.print(f"{name}@{alias}: {ev.previous} -> {reg.resolve_alias(name, alias)}")
 
 
 # -- local stack -------------------------------------------------------------------------

@@ -8,7 +8,13 @@ from typing import Any
 
 from wxmodels.errors import WxcError
 
-__all__ = ["IO_RETRIES", "IO_RETRY_DELAYS", "retry_unless_user_error", "use_credentials"]
+__all__ = [
+    "IO_RETRIES",
+    "IO_RETRY_DELAYS",
+    "retry_unless_user_error",
+    "use_credentials",
+    "use_signing_key",
+]
 
 IO_RETRIES = 3
 IO_RETRY_DELAYS = [2, 10, 30]  # seconds: back off on object storage / file system hiccups
@@ -56,3 +62,16 @@ def use_credentials(block: str | None) -> None:
     for k, env in _ENV.items():
         if value.get(k):
             os.environ[env] = str(value[k])
+
+
+def use_signing_key(block: str | None) -> None:
+    """Export the manifest-signing key held by the Prefect Secret block ``block`` (an Ed25519
+    private key in PEM) to ``$WXC_SIGNING_KEY`` for this process; never logged."""
+    if not block:
+        return
+    from prefect.blocks.system import Secret
+
+    value = Secret.load(block).get()
+    if not isinstance(value, str) or "PRIVATE KEY" not in value:
+        raise WxcError(f"Secret block {block!r} must hold a PEM private key (Ed25519)")
+    os.environ["WXC_SIGNING_KEY"] = value

@@ -15,6 +15,7 @@ from tasks.common import (
     IO_RETRY_DELAYS,
     retry_unless_user_error,
     use_credentials,
+    use_signing_key,
 )
 from wxmodels.config.cycle import CycleConfig
 from wxmodels.pipeline.promote import promote
@@ -38,9 +39,10 @@ def promote_task(
     """Publish the teacher and the winners; one markdown artifact (the model card) each."""
     log = get_run_logger()
     use_credentials(config.promote.credentials_block)
+    use_signing_key(config.promote.signing_key_block)
     run = f"{flow_run.get_flow_name() or ''}/{flow_run.get_name() or ''} ({flow_run.get_id()})"
     promoted = promote(config, evaluation, teacher_dir, run=run)
-    reg = Registry(config.promote.registry, config.promote.storage_options)
+    reg = Registry.for_config(config.promote)
     for p in promoted:
         ref = f"{p['model']}@{p['version']}"
         log.info("promoted %s (%s) as %s", ref, p["cell"], ", ".join(p["aliases"]))

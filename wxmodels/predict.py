@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -13,12 +15,13 @@ import pandas as pd
 import xarray as xr
 
 from wxmodels.data.store import Store
-from wxmodels.errors import DataError
+from wxmodels.errors import DataError, PathError
 from wxmodels.export.io import read_io
 from wxmodels.export.onnx import OrtForecaster
+from wxmodels.paths import swap_in
 from wxmodels.schema import LAT, LON, TIME, get_variable
 
-__all__ = ["forecast", "load_inputs", "scored_runtimes", "write_forecast"]
+__all__ = ["check_output", "forecast", "load_inputs", "scored_runtimes", "write_forecast"]
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +39,21 @@ def load_inputs(
 
 
 def _open(source: str, storage_options: dict | None) -> xr.Dataset:
-    if source.endswith((".nc", ".nc4", ".cdf")):
-        return xr.open_dataset(source)
+    local = "://" not in source
+    if local and not Path(source).exists():
+        raise DataError(f"input {source} does not exist")
     try:
-        return Store(source, storage_options).open()
-    except DataError:
-        return xr.open_zarr(source, storage_options=storage_options)
+        if source.endswith((".nc", ".nc4", ".cdf")):
+            return xr.open_dataset(source)
+        try:
+            return Store(source, storage_options).open()
+        except DataError:
+            return xr.open_zarr(source, storage_options=storage_options, consolidated=False)
+    except (OSError, ValueError, KeyError) as e:
+        raise DataError(
+            f"input {source} is neither a store, a Zarr dataset nor a NetCDF file that can be "
+            f"read ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+        ) from None
 
 
 def _select(
@@ -239,14 +251,57 @@ def forecast(
     return ds
 
 
-def write_forecast(ds: xr.Dataset, out: str | Path) -> Path:
-    """Write NetCDF (``.nc``) or Zarr (anything else), atomically for NetCDF."""
+FORECAST_ATTR = "wxcompress_product"
+
+
+def _is_our_forecast(path: Path) -> bool:
+    """Whether ``path`` is a forecast this project wrote (NetCDF or Zarr)."""
+    try:
+        if path.is_dir():
+            meta = json.loads((path / "zarr.json").read_text())
+            return meta.get("attributes", {}).get(FORECAST_ATTR) == "forecast"
+        with xr.open_dataset(path) as ds:
+            return ds.attrs.get(FORECAST_ATTR) == "forecast"
+    except (OSError, ValueError):
+        return False
+
+
+def check_output(out: str | Path, *, overwrite: bool = False) -> None:
+    """Refuse (:class:`PathError`) an output path that must not be written: a link or device,
+    or an existing path unless ``overwrite`` and it is a forecast wxcompress wrote."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix in (".nc", ".nc4"):
-        tmp = out.with_name(f".{out.name}.partial")
-        ds.to_netcdf(tmp)
-        tmp.replace(out)
-    else:
-        ds.to_zarr(out, mode="w", zarr_format=3, consolidated=False)
+    if out.is_symlink() or (out.exists() and not (out.is_file() or out.is_dir())):
+        raise PathError(f"--out {out} is a link or a device: refusing to write there")
+    if out.exists():
+        if not overwrite:
+            raise PathError(f"--out {out} exists: pass --overwrite to replace a forecast")
+        if not _is_our_forecast(out):
+            raise PathError(
+                f"--out {out} exists and is not a forecast written by wxcompress: refusing to "
+                "replace it"
+            )
+
+
+def write_forecast(ds: xr.Dataset, out: str | Path, *, overwrite: bool = False) -> Path:
+    """Write NetCDF (``.nc``) or Zarr (anything else), built beside ``out`` and renamed into
+    place. An existing ``out`` is replaced only with ``overwrite`` and only when it is a
+    forecast written by wxcompress; anything else there is left alone (:class:`PathError`)."""
+    out = Path(out)
+    check_output(out, overwrite=overwrite)
+    ds = ds.assign_attrs({FORECAST_ATTR: "forecast"})
+    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex}.partial")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.suffix in (".nc", ".nc4"):
+            ds.to_netcdf(tmp)
+            tmp.replace(out)
+        else:
+            ds.to_zarr(tmp, mode="w-", zarr_format=3, consolidated=False)
+            swap_in(str(tmp), str(out))
+    except OSError as e:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+        raise PathError(f"cannot write --out {out}: {e.strerror or e}") from None
     return out

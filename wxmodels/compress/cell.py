@@ -41,7 +41,7 @@ class CellConfig(Strict):
     name: str
     """Short unique name (lowercase letters, digits, ``.``, ``_``, ``-``)."""
     steps: list[MethodConfig] = Field(min_length=1)
-    protect: int = Field(0, ge=0)
+    protect: int = Field(0, ge=0, le=1000)
     """Leave the ``protect`` most sensitive convolutions of the teacher untouched by the torch
     steps (per-layer sensitivity on the validation window, ``compress.sensitivity``)."""
 

@@ -25,8 +25,8 @@ class ClusterConfig(Strict):
     method: Literal["cluster"] = "cluster"
     bits: int = Field(4, ge=1, le=8)
     """Centroids per layer: ``2**bits``."""
-    iterations: int = Field(25, ge=1)
-    finetune_epochs: int = Field(2, ge=0)
+    iterations: int = Field(25, ge=1, le=10_000)
+    finetune_epochs: int = Field(2, ge=0, le=100_000)
 
 
 def kmeans_1d(w: torch.Tensor, k: int, iterations: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -22,17 +22,17 @@ class DistillConfig(Strict):
 
     method: Literal["distill"] = "distill"
     arch: Literal["unet", "resnet"] = "unet"
-    width: int = Field(8, ge=2)
+    width: int = Field(8, ge=2, le=1024)
     depth: int = Field(2, ge=0, le=4)
     activation: Literal["relu", "silu", "gelu"] = "relu"
     history: int | None = Field(None, ge=1, le=6)
     """Past states the student sees (the teacher's when ``None``)."""
     alpha: float = Field(0.5, ge=0, le=1)
     """Weight of the truth in the target; ``1 - alpha`` goes to the teacher's forecast."""
-    epochs: int = Field(15, ge=1)
-    rollout_epochs: int = Field(3, ge=0)
-    rollout_steps: int | None = Field(None, ge=2)
-    lr: float | None = Field(None, gt=0)
+    epochs: int = Field(15, ge=1, le=100_000)
+    rollout_epochs: int = Field(3, ge=0, le=100_000)
+    rollout_steps: int | None = Field(None, ge=2, le=1000)
+    lr: float | None = Field(None, gt=0, le=10)
     """Learning rate (the teacher's when ``None``)."""
 
 

@@ -30,7 +30,7 @@ class Int8Config(Strict):
     """Static QDQ quantization (onnxruntime)."""
 
     method: Literal["int8"] = "int8"
-    calibration_samples: int = Field(64, ge=1)
+    calibration_samples: int = Field(64, ge=1, le=100_000)
     """Random training-window states used to calibrate activation ranges."""
     calibrate_method: Literal["minmax", "entropy", "percentile"] = "minmax"
     per_channel: bool = True

@@ -27,8 +27,8 @@ class LowRankConfig(Strict):
     """Keep the smallest rank holding this fraction of the squared singular values."""
     ratio: float | None = Field(0.25, gt=0, le=1)
     """Keep ``ceil(ratio * full_rank)`` singular values (used when ``energy`` is unset)."""
-    min_rank: int = Field(2, ge=1)
-    finetune_epochs: int = Field(3, ge=0)
+    min_rank: int = Field(2, ge=1, le=100_000)
+    finetune_epochs: int = Field(3, ge=0, le=100_000)
 
     @model_validator(mode="after")
     def _one_rule(self) -> LowRankConfig:

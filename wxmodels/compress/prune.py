@@ -30,7 +30,7 @@ class PruneConfig(Strict):
     """``global``: one threshold over all chosen layers; ``layer``: the same fraction in each."""
     steps: int = Field(2, ge=1, le=10)
     """Prune/fine-tune rounds; sparsity follows the cubic schedule of Zhu & Gupta (2017)."""
-    finetune_epochs: int = Field(2, ge=0)
+    finetune_epochs: int = Field(2, ge=0, le=100_000)
     """Fine-tuning epochs after each round."""
 
 

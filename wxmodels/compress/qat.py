@@ -34,8 +34,8 @@ class QatConfig(Strict):
     """Fine-tuning under simulated int8 (weights per channel, activations per tensor)."""
 
     method: Literal["qat"] = "qat"
-    finetune_epochs: int = Field(3, ge=1)
-    lr_scale: float = Field(0.3, gt=0)
+    finetune_epochs: int = Field(3, ge=1, le=100_000)
+    lr_scale: float = Field(0.3, gt=0, le=100)
     """Learning rate relative to the teacher's fine-tuning rate (small: the weights only move
     to the nearby integers that serve the forecast best)."""
     momentum: float = Field(0.05, gt=0, le=1)

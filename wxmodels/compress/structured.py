@@ -26,7 +26,7 @@ class StructuredConfig(Strict):
     """Fraction of each block's inner channels removed."""
     criterion: Literal["l1", "l2"] = "l1"
     """Filter norm used to rank channels."""
-    finetune_epochs: int = Field(3, ge=0)
+    finetune_epochs: int = Field(3, ge=0, le=100_000)
 
 
 def apply(

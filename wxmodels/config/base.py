@@ -6,6 +6,9 @@ __all__ = ["Strict"]
 
 
 class Strict(BaseModel):
-    """A frozen pydantic model that rejects unknown fields (a typo is an error, not a no-op)."""
+    """A frozen pydantic model that rejects unknown fields (a typo is an error, not a no-op)
+    and non-finite numbers (``lr: .inf`` is refused, not trained with)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False
+    )

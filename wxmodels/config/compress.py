@@ -33,7 +33,7 @@ class CompressConfig(Strict):
     """
 
     cells: list[CellConfig] = Field(min_length=1)
-    max_minutes_per_fit: float = Field(4.0, gt=0)
+    max_minutes_per_fit: float = Field(4.0, gt=0, le=10_080)
     """Wall-clock budget of each fine-tuning or distillation run inside a cell."""
     reuse: bool = True
     """Reuse a cell already built for the same teacher, data and cell config."""

@@ -66,33 +66,39 @@ def _parse_value(text: str) -> Any:
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``a.b.c=value`` overrides (value parsed as YAML) to a raw config dict.
 
-    List items are addressed by index (``compress.cells.0.steps.0.amount=0.7``).
+    List items are addressed by a non-negative index (``compress.cells.0.steps.0.amount=0.7``).
+    Anything else raises :class:`ConfigError` naming the override.
     """
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not of the form key.path=value")
         key, value = item.split("=", 1)
         parts = key.strip().split(".")
+        if not all(parts):
+            raise ConfigError(f"override {item!r}: empty field name in {key!r}")
         node: Any = raw
         for i, p in enumerate(parts):
             last = i == len(parts) - 1
+            where = ".".join(parts[:i]) or "the config"
             if isinstance(node, list):
-                try:
-                    idx = int(p)
-                    node[idx]
-                except (ValueError, IndexError):
+                if not p.isdigit() or int(p) >= len(node):
                     raise ConfigError(
-                        f"override {key}: {p!r} is not an index of the list"
-                    ) from None
+                        f"override {key}: {p!r} is not an index of {where} (0..{len(node) - 1})"
+                    )
+                idx = int(p)
                 if last:
                     node[idx] = _parse_value(value)
                 else:
                     node = node[idx]
-            else:
+            elif isinstance(node, dict):
                 if last:
                     node[p] = _parse_value(value)
                 else:
                     node = node.setdefault(p, {})
+            else:
+                raise ConfigError(
+                    f"override {key}: {where} is a value ({node!r}), not a section with fields"
+                )
     return raw
 
 
@@ -137,9 +143,15 @@ def load_model(
     ``model``; problems raise :class:`ConfigError` (one line naming the file and field)."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
         raise ConfigError(f"{what} {path} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{what} {path} is a directory, not a YAML file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} {path} is not a text (YAML) file") from None
+    except OSError as e:
+        raise ConfigError(f"{what} {path}: {e.strerror}") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(raw, dict):

@@ -65,7 +65,7 @@ class GridConfig(Strict):
     """Keep latitudes within ``(south, north)``."""
     lon_bounds: tuple[float, float] | None = None
     """Keep longitudes within ``(west, east)``, in -180..180."""
-    coarsen: int | None = Field(None, ge=2)
+    coarsen: int | None = Field(None, ge=2, le=64)
     """Average ``coarsen x coarsen`` blocks, weighted by cell area and NaN-aware."""
 
 
@@ -152,7 +152,7 @@ class ZarrSourceConfig(_SourceBase):
     """First time step to read (inclusive); ``None`` for the beginning."""
     end: str | None = None
     """Last time step to read (inclusive); ``None`` for the end."""
-    recheck_hours: int = Field(0, ge=0)
+    recheck_hours: int = Field(0, ge=0, le=24 * 366 * 5)
     """Also compare this many hours before the store's end, to pick up revisions (ERA5T
     replaced by ERA5 within ~3 months: 2160)."""
 
@@ -165,10 +165,10 @@ class SyntheticSourceConfig(_SourceBase):
     directory: str = ".wxc/demo/landing"
     """Where the day files are written."""
     start: str = "2024-01-01"
-    days: int = Field(21, ge=3)
-    nlat: int = Field(16, ge=4)
-    nlon: int = Field(24, ge=4)
-    resolution: float = Field(1.0, gt=0)
+    days: int = Field(21, ge=3, le=3660)
+    nlat: int = Field(16, ge=4, le=721)
+    nlon: int = Field(24, ge=4, le=1440)
+    resolution: float = Field(1.0, gt=0, le=10)
     seed: int = 0
     accumulation_hours: float | None = 1.0
 
@@ -196,7 +196,7 @@ class SplitConfig(Strict):
 
     train_fraction: float = Field(0.65, gt=0, lt=1)
     val_fraction: float = Field(0.1, gt=0, lt=1)
-    gap_hours: int = Field(24, ge=0)
+    gap_hours: int = Field(24, ge=0, le=24 * 366)
     """Hours left out between train and validation and between validation and test (>= the
     longest lead, so that targets never overlap)."""
     test_start: str | None = None

@@ -37,9 +37,9 @@ class DeploymentsConfig(Strict):
     """Weekly, Monday 03:00 by default; ``null``: manual."""
     timezone: str = "UTC"
     tags: list[str] = Field(default_factory=lambda: ["wxcompress"])
-    retrain_concurrency: int = Field(1, ge=1)
+    retrain_concurrency: int = Field(1, ge=1, le=64)
     """Retrain runs at most this many at a time (one: a second waits)."""
-    compress_concurrency: int = Field(1, ge=1)
+    compress_concurrency: int = Field(1, ge=1, le=64)
 
     @field_validator("ingest_cron", "retrain_cron")
     @classmethod

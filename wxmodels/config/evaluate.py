@@ -26,7 +26,7 @@ class EvaluateConfig(Strict):
 
     leads_h: list[int] = Field([1, 3, 6, 12, 24], min_length=1)
     """Lead times (hours) at which skill is scored."""
-    init_stride_h: int = Field(3, ge=1)
+    init_stride_h: int = Field(3, ge=1, le=24 * 366)
     """Hours between initialisation times in the test window."""
     climatology: Literal["auto", "store", "train"] = "auto"
     """Climatology of the ACC anomalies and of the climatology and linear baselines: the
@@ -45,9 +45,9 @@ class EvaluateConfig(Strict):
     """Extra verification regions (the whole domain, ``all``, is always scored)."""
     seeps_dry_mm: float = Field(0.1, gt=0)
     """SEEPS dry threshold: precipitation over one step below this (mm) is dry."""
-    latency_repeats: int = Field(50, ge=3)
+    latency_repeats: int = Field(50, ge=3, le=100_000)
     """Timed repeats for onnxruntime latency (median reported)."""
-    latency_threads: int = Field(1, ge=1)
+    latency_threads: int = Field(1, ge=1, le=1024)
     """onnxruntime intra-op threads when timing (fixed so that runs compare)."""
 
     @field_validator("leads_h")

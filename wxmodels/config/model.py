@@ -58,31 +58,31 @@ class TrainConfig(Strict):
     random initial weights."""
     seed: int = 0
     """Base seed; per-run seeds are derived from it with ``numpy.random.SeedSequence``."""
-    epochs: int = Field(20, ge=0)
+    epochs: int = Field(20, ge=0, le=100_000)
     """One-step training epochs."""
-    rollout_epochs: int = Field(4, ge=0)
+    rollout_epochs: int = Field(4, ge=0, le=100_000)
     """Epochs of rollout fine-tuning after the one-step phase."""
-    rollout_steps: int = Field(4, ge=2)
+    rollout_steps: int = Field(4, ge=2, le=1000)
     """Autoregressive steps per sample at the start of rollout fine-tuning."""
-    rollout_max_steps: int | None = Field(None, ge=2)
+    rollout_max_steps: int | None = Field(None, ge=2, le=1000)
     """Curriculum: the rollout length grows linearly from ``rollout_steps`` to this over the
     rollout epochs, and validation scores a rollout this long (the longest lead that matters
     for the gates). ``None``: fixed at ``rollout_steps``."""
-    batch_size: int = Field(16, ge=1)
-    lr: float = Field(2e-3, gt=0)
-    weight_decay: float = Field(1e-4, ge=0)
-    patience: int = Field(4, ge=1)
+    batch_size: int = Field(16, ge=1, le=65_536)
+    lr: float = Field(2e-3, gt=0, le=10)
+    weight_decay: float = Field(1e-4, ge=0, le=10)
+    patience: int = Field(4, ge=1, le=100_000)
     """Stop when the validation loss has not improved for this many epochs."""
-    max_minutes: float = Field(10.0, gt=0)
+    max_minutes: float = Field(10.0, gt=0, le=525_600)
     """Wall-clock budget for the whole training run."""
-    samples_per_epoch: int | None = Field(None, ge=1)
+    samples_per_epoch: int | None = Field(None, ge=1, le=100_000_000)
     """Random training samples per epoch; ``None`` = every sample once."""
     loss_norm: Literal["tendency", "field"] = "field"
     """Per-variable scale of the loss: the std of the variable's one-step change
     (``tendency``, so that each variable's persistence error weighs about the same) or of the
     field itself."""
-    input_noise: float = Field(0.0, ge=0)
+    input_noise: float = Field(0.0, ge=0, le=10)
     """Std of the Gaussian noise added to initial states in training (in each variable's std)."""
-    threads: int = Field(0, ge=0)
+    threads: int = Field(0, ge=0, le=1024)
     """torch CPU threads (0 = leave torch's default)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"

@@ -38,10 +38,10 @@ class RuntimeConfig(Strict):
     dask_address: str | None = None
     """Address of an existing Dask scheduler (``tcp://host:8786``); ``None`` starts a
     LocalCluster."""
-    n_workers: int = Field(2, ge=1)
+    n_workers: int = Field(2, ge=1, le=4096)
     """Workers of the LocalCluster (ignored with ``dask_address``)."""
-    threads_per_worker: int = Field(1, ge=1)
-    torch_threads: int = Field(1, ge=1)
+    threads_per_worker: int = Field(1, ge=1, le=1024)
+    torch_threads: int = Field(1, ge=1, le=1024)
     """torch / onnxruntime threads inside each task."""
     malloc_trim_threshold: int | None = None
     """glibc ``MALLOC_TRIM_THRESHOLD_`` of the LocalCluster's workers; ``None`` leaves glibc's
@@ -88,6 +88,14 @@ class PromoteConfig(Strict):
                 "Secret block in promote.credentials_block"
             )
         return v
+
+    signing_key_block: str | None = None
+    """Name of a Prefect Secret block holding the Ed25519 private key (PEM) that published
+    manifests are signed with (``$WXC_SIGNING_KEY`` / ``$WXC_SIGNING_KEY_FILE`` otherwise;
+    neither: versions are published unsigned)."""
+    trusted_keys: list[str] = []
+    """Public keys (PEM files or directories) that versions pulled by the pipeline itself (the
+    current teacher, for a warm start or the champion check) must be signed with."""
 
     promote_teacher: bool = True
     """Publish the teacher and point the ``teacher`` alias at it."""

@@ -44,7 +44,7 @@ ALIAS = "teacher"
 def pull_cached(cfg: CycleConfig, ref: str) -> Path:
     """Pull ``ref`` (``NAME@ALIAS`` or ``NAME@VERSION``) into ``<workdir>/incumbent/<version>``
     once: verified (sha256), landed atomically, so a half-pulled copy is never used."""
-    reg = Registry(cfg.promote.registry, cfg.promote.storage_options)
+    reg = Registry.for_config(cfg.promote)
     name, version = reg.resolve(ref)
     dest = Path(cfg.workdir) / "incumbent" / version
     if not (dest / MANIFEST).exists():
@@ -67,7 +67,7 @@ def incumbent(cfg: CycleConfig) -> dict[str, Any] | None:
     registry has no teacher yet. A pull is verified (sha256) and lands in place atomically,
     so a half-pulled copy is never used.
     """
-    reg = Registry(cfg.promote.registry, cfg.promote.storage_options)
+    reg = Registry.for_config(cfg.promote)
     version = reg.resolve_alias(cfg.name, ALIAS)
     if version is None:
         return None

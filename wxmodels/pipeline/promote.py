@@ -169,7 +169,7 @@ def promote(
 
     Returns ``[{model, version, aliases, kind, cell}]`` for what was promoted.
     """
-    reg = Registry(cfg.promote.registry, cfg.promote.storage_options)
+    reg = Registry.for_config(cfg.promote)
     teacher = read_json(Path(teacher_dir) / "teacher.json")
     promoted: list[dict[str, Any]] = []
     inc = evaluation.get("incumbent")

@@ -196,6 +196,14 @@ class Registry:
         self.lock_timeout = lock_timeout
         self._claimed = False
 
+    @classmethod
+    def for_config(cls, promote: Any) -> Registry:
+        """The registry of a :class:`~wxmodels.config.PromoteConfig`: its URL and options, its
+        trusted keys (plus ``$WXC_TRUSTED_KEYS``)."""
+        return cls(
+            promote.registry, promote.storage_options, trust=trust_from(promote.trusted_keys)
+        )
+
     @property
     def trust(self) -> TrustStore:
         if self._trust is None:
