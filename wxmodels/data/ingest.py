@@ -148,7 +148,11 @@ def _ingest_locked(cfg: DataConfig, store: Store) -> IngestReport:
             held,
         )
     after = np.datetime64(pd.Timestamp(commit.end)) if commit else None
-    res = src.open(todo, after=after if cfg.source.kind == "zarr" else None)
+    # inputs of this store used to hold every variable: one that lacks some is defective
+    complete = any(set(cfg.variables) <= set(m.get("canonical", ())) for m in ledger.values())
+    res = src.open(
+        todo, after=after if cfg.source.kind == "zarr" else None, complete_layout=complete
+    )
     problems = list(res.problems)
     report = None
     for attempt in range(2):
@@ -182,7 +186,11 @@ def _ingest_locked(cfg: DataConfig, store: Store) -> IngestReport:
             )
             problems += bad
             keep = [r for r in todo if r.id not in {b.path for b in bad + problems}]
-            res = src.open(keep, after=after if cfg.source.kind == "zarr" else None)
+            res = src.open(
+                keep,
+                after=after if cfg.source.kind == "zarr" else None,
+                complete_layout=complete,
+            )
             problems += [p for p in res.problems if p not in problems]
             continue
         # record as ingested only the inputs whose steps are all committed now (inputs past a

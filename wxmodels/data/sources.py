@@ -158,12 +158,58 @@ class Source:
         """One input in the canonical schema (lazy)."""
         return self._canonical(self._prepare(ref), after)
 
-    def open(self, inputs: list[InputRef], *, after: np.datetime64 | None = None) -> SourceResult:
+    def _provides(self, raw: xr.Dataset) -> set[str]:
+        """The configured canonical variables a prepared input holds (from metadata)."""
+        cfg = self.cfg
+        plan = plan_canonical(
+            raw, rename=cfg.rename, units=cfg.units, accumulation_hours=cfg.accumulation_hours
+        )
+        return {p.name for p in plan if p.name in self.variables}
+
+    def _drop_incomplete(
+        self, kept: list[tuple[InputRef, xr.Dataset]], complete_layout: bool
+    ) -> tuple[list[tuple[InputRef, xr.Dataset]], list[Problem]]:
+        """Set aside inputs that lack a configured variable that no other input provides for
+        their times, where inputs are meant to hold every variable (``complete_layout``, or an
+        input of this batch that does). In layouts of one variable per file a lone file is not
+        defective, only early: it is left in."""
+        provides = {ref.id: self._provides(raw) for ref, raw in kept}
+        wanted = set(self.variables)
+        if not (complete_layout or any(p >= wanted for p in provides.values())):
+            return kept, []
+        times = {ref.id: set(raw[TIME].values.tolist()) for ref, raw in kept}
+        covered = {
+            v: set().union(*(times[r] for r, p in provides.items() if v in p)) for v in wanted
+        }
+        out, problems = [], []
+        for ref, raw in kept:
+            own = times[ref.id]
+            missing = sorted(v for v in wanted - provides[ref.id] if not own <= covered[v])
+            if missing:
+                reason = (
+                    f"lacks the configured variable(s) {', '.join(missing)} (the other inputs "
+                    "hold every variable; no other input provides them for its times)"
+                )
+                log.warning("leaving out %s: %s", ref.id, reason)
+                problems.append(Problem(ref.id, reason, ref.fingerprint))
+            else:
+                out.append((ref, raw))
+        return out, problems
+
+    def open(
+        self,
+        inputs: list[InputRef],
+        *,
+        after: np.datetime64 | None = None,
+        complete_layout: bool = False,
+    ) -> SourceResult:
         """Open ``inputs`` as one canonical dataset. Each input is checked on its own from its
         metadata (readable, a time axis, mappable variables, convertible units, the common
-        grid) and set aside on failure; the good ones are combined first and mapped to the
-        canonical schema once, as ``open_mfdataset`` would. Values are validated later, in the
-        write pass."""
+        grid) and set aside on failure, as is an input that lacks a configured variable in a
+        layout of complete inputs (``complete_layout``: the store's ledger says inputs used to
+        hold every variable); the good ones are combined first and mapped to the canonical
+        schema once, as ``open_mfdataset`` would. Values are validated later, in the write
+        pass."""
         opened: list[tuple[InputRef, xr.Dataset]] = []
         used: dict[str, dict[str, Any]] = {}
         problems: list[Problem] = []
@@ -178,19 +224,25 @@ class Source:
             opened.append((ref, raw))
         grids = [_grid_key(d) for _, d in opened]
         best = max(set(grids), key=grids.count) if grids else None
-        raws = []
+        kept = []
         for (ref, raw), grid in zip(opened, grids, strict=True):
             if grid != best:
                 problems.append(
                     Problem(ref.id, "its grid differs from the other inputs'", ref.fingerprint)
                 )
                 continue
+            kept.append((ref, raw))
+        kept, lacking = self._drop_incomplete(kept, complete_layout)
+        problems += lacking
+        raws = []
+        for ref, raw in kept:
             raws.append(raw)
             t = raw[TIME].values
             used[ref.id] = {
                 "fingerprint": ref.fingerprint,
                 "range": [str(pd.Timestamp(t[0])), str(pd.Timestamp(t[-1]))] if len(t) else None,
                 "variables": sorted(map(str, raw.data_vars)),
+                "canonical": sorted(self._provides(raw)),
             }
         if not raws:
             return SourceResult(None, used, problems)
@@ -343,10 +395,10 @@ class ZarrSource(Source):
     def _raw(self, ref: InputRef) -> xr.Dataset:
         return self._dataset()
 
-    def open(self, inputs, *, after=None):
+    def open(self, inputs, *, after=None, complete_layout=False):
         if after is not None and self.cfg.recheck_hours:
             after = after - np.timedelta64(self.cfg.recheck_hours, "h")
-        return super().open(inputs, after=after)
+        return super().open(inputs, after=after, complete_layout=complete_layout)
 
 
 _sources: dict[str, type[Source]] = {}
