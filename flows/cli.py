@@ -64,6 +64,8 @@ def _setup_env() -> None:
         os.environ.setdefault(k, v)
     os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
     os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    # an interrupted run's worker processes leave semaphores the tracker then reports
+    os.environ.setdefault("PYTHONWARNINGS", "ignore:resource_tracker:UserWarning")
 
 
 def _ensure_api() -> str:
@@ -99,7 +101,7 @@ class _UserErrorFormatter(logging.Formatter):
         return self.inner.format(record)
 
 
-def _quiet_user_errors() -> None:
+def _quiet_user_errors(watch=None) -> None:
     # Dask's own INFO lines (nanny/scheduler start and stop) drown the flow's story
     for name in (
         "distributed",
@@ -116,6 +118,10 @@ def _quiet_user_errors() -> None:
                 h.formatter, _UserErrorFormatter
             ):
                 h.setFormatter(_UserErrorFormatter(h.formatter))
+                if watch is not None:
+                    from flows.watchdog import ServerLostFilter
+
+                    h.addFilter(ServerLostFilter(watch))
 
 
 def _load(config: Path, sets: list[str] | None, dask_address: str | None = None):
@@ -127,12 +133,21 @@ def _load(config: Path, sets: list[str] | None, dask_address: str | None = None)
     return load_config(config, overrides)
 
 
+_WATCH = None
+
+
 def _flows():
-    _ensure_api()
+    """The stage flows, against a healthy API that is watched for the rest of the command
+    (see :mod:`flows.watchdog`)."""
+    global _WATCH
+    url = _ensure_api()
     import flows.cycle as cycle
     import flows.stages as stages
+    from flows.watchdog import ServerWatch
 
-    _quiet_user_errors()
+    if _WATCH is None:
+        _WATCH = ServerWatch(url).__enter__()
+    _quiet_user_errors(_WATCH)
     return stages, cycle
 
 
@@ -615,7 +630,15 @@ def main() -> None:
     import click
 
     try:
-        app(standalone_mode=False)
+        try:
+            app(standalone_mode=False)
+        except BaseException:
+            if _WATCH is not None and _WATCH.gone():
+                from flows.watchdog import EXIT_SERVER_LOST
+
+                _WATCH.say(lambda m: err.print(f"[bold red]error:[/] {m}", soft_wrap=True))
+                sys.exit(EXIT_SERVER_LOST)
+            raise
     except WxcError as e:
         err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
         sys.exit(2)
