@@ -1,13 +1,16 @@
 """Named crash points, for tests that prove the store survives a SIGKILL at the worst moment.
 
 Setting ``WXC_CRASH_AT=<point>`` makes the process kill itself with SIGKILL when it reaches
-``<point>``; unset (the normal case) the check is one dictionary lookup.
+``<point>``; ``WXC_PAUSE_AT=<point>:<seconds>`` makes it wait there (so that a test can hold a
+writer in its most fragile window while another one starts). Unset (the normal case) each
+check is one dictionary lookup.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import time
 
 __all__ = ["POINTS", "crash_point"]
 
@@ -20,6 +23,9 @@ POINTS = (
 
 
 def crash_point(name: str) -> None:
-    """SIGKILL this process if ``WXC_CRASH_AT`` names ``name``."""
+    """SIGKILL this process if ``WXC_CRASH_AT`` names ``name``; wait if ``WXC_PAUSE_AT`` does."""
     if os.environ.get("WXC_CRASH_AT") == name:
         os.kill(os.getpid(), signal.SIGKILL)
+    pause = os.environ.get("WXC_PAUSE_AT")
+    if pause and pause.rsplit(":", 1)[0] == name:
+        time.sleep(float(pause.rsplit(":", 1)[1]))

@@ -42,11 +42,16 @@ def _cfg(tmp_path, store_url=None, so=None, chunk=24):
     )
 
 
-def _child(cfg: DataConfig, crash: str | None = None, timeout=120) -> subprocess.Popen:
+def _child(
+    cfg: DataConfig, crash: str | None = None, timeout=120, barrier: Path | None = None
+) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     env.pop("WXC_CRASH_AT", None)
     if crash:
         env["WXC_CRASH_AT"] = crash
+    if barrier is not None:
+        env["WXC_TEST_BARRIER"] = str(barrier)
+        env["WXC_PAUSE_AT"] = "append:after-data:1.5"  # hold each writer before its commit
     return subprocess.Popen(
         [sys.executable, str(CHILD), cfg.model_dump_json()],
         env=env,

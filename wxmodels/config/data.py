@@ -224,6 +224,10 @@ class DataConfig(Strict):
     lock_timeout_s: float = Field(1800.0, ge=0, le=86_400)
     """How long a writer waits for another one (a scheduled ingest beside a manual one) to
     finish with the store before it gives up with an error."""
+    lock_lease_s: float = Field(60.0, ge=1, le=3600)
+    """Object storage only: a writer's lease not refreshed for this long (by the server's
+    clock) is taken over; the holder refreshes it every sixth of it. Local stores use a
+    kernel file lock, released when its holder dies."""
     max_nan_fraction: float = Field(0.05, ge=0, le=1)
     """Largest fraction of NaNs a variable may have outside the static (land-sea) mask."""
     split: SplitConfig = SplitConfig()

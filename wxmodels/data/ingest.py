@@ -110,7 +110,12 @@ def ingest(cfg: DataConfig, *, dask_address: str | None = None) -> IngestReport:
 
 
 def _ingest(cfg: DataConfig) -> IngestReport:
-    store = Store(cfg.store, cfg.storage_options, lock_timeout=cfg.lock_timeout_s)
+    store = Store(
+        cfg.store,
+        cfg.storage_options,
+        lock_timeout=cfg.lock_timeout_s,
+        lease_s=cfg.lock_lease_s,
+    )
     # one writer per store: the ledger is read, the data appended and the ledger updated
     # under the store's lock (a second ingest waits, then finds the work done)
     with store.writing():

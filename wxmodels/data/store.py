@@ -172,6 +172,7 @@ class Store:
         storage_options: dict[str, Any] | None = None,
         *,
         lock_timeout: float = 600.0,
+        lease_s: float = 60.0,
     ):
         if not str(url).strip():
             raise DataError("the store path is empty")
@@ -180,6 +181,7 @@ class Store:
         self.fs, self.root = fsspec.core.url_to_fs(self.url, **self.storage_options)
         self._local = "file" in self.fs.protocol
         self.lock_timeout = lock_timeout
+        self.lease_s = lease_s
         self._lock: Lock | None = None
 
     def __repr__(self) -> str:
@@ -253,7 +255,13 @@ class Store:
         what = f"store {self.url}"
         if self._local:
             return FileLock(f"{self.root}/{_OWN}/lock", what, timeout=self.lock_timeout)
-        return LeaseLock(self.fs, f"{self.root}/{_OWN}/lease", what, timeout=self.lock_timeout)
+        return LeaseLock(
+            self.fs,
+            f"{self.root}/{_OWN}/lease",
+            what,
+            timeout=self.lock_timeout,
+            ttl=self.lease_s,
+        )
 
     @contextlib.contextmanager
     def writing(self):
