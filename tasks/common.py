@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from typing import Any
 
 from wxmodels.errors import WxcError
@@ -12,6 +14,8 @@ __all__ = [
     "IO_RETRIES",
     "IO_RETRY_DELAYS",
     "retry_unless_user_error",
+    "store_slot",
+    "store_slot_name",
     "use_credentials",
     "use_signing_key",
 ]
@@ -75,3 +79,26 @@ def use_signing_key(block: str | None) -> None:
     if not isinstance(value, str) or "PRIVATE KEY" not in value:
         raise WxcError(f"Secret block {block!r} must hold a PEM private key (Ed25519)")
     os.environ["WXC_SIGNING_KEY"] = value
+
+
+def store_slot_name(url: str) -> str:
+    """The Prefect global concurrency limit that stands for one store's writer lock."""
+    from wxmodels.utils import stable_hash
+
+    return f"wxc-store-{stable_hash(url, 12)}"
+
+
+@contextlib.contextmanager
+def store_slot(url: str, timeout_s: float) -> Iterator[None]:
+    """Hold the store's one slot in Prefect (a global concurrency limit of 1, created on first
+    use): the store lock's companion, so that a scheduled ingest beside a manual one shows in
+    the UI as waiting for the store rather than as running. The store's own lock
+    (:meth:`wxmodels.data.store.Store.writing`) is what keeps writers apart."""
+    from prefect.client.orchestration import get_client
+    from prefect.concurrency.sync import concurrency
+
+    name = store_slot_name(url)
+    with get_client(sync_client=True) as client, contextlib.suppress(Exception):
+        client.upsert_global_concurrency_limit_by_name(name, 1)  # racing creators: one wins
+    with concurrency(name, occupy=1, timeout_seconds=timeout_s, strict=True):
+        yield

@@ -7,7 +7,7 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
-from tasks.common import IO_RETRIES, IO_RETRY_DELAYS, retry_unless_user_error
+from tasks.common import IO_RETRIES, IO_RETRY_DELAYS, retry_unless_user_error, store_slot
 from wxmodels.config.data import DataConfig
 from wxmodels.data.ingest import ingest
 
@@ -24,7 +24,8 @@ __all__ = ["ingest_task"]
 def ingest_task(data: DataConfig, dask_address: str | None = None) -> dict[str, Any]:
     """Append what is new in the source to the store; returns the ingest report."""
     log = get_run_logger()
-    rep = ingest(data, dask_address=dask_address).to_dict()
+    with store_slot(data.store, data.lock_timeout_s):
+        rep = ingest(data, dask_address=dask_address).to_dict()
     log.info(
         "store %s: +%d steps, %d already present, now %s..%s (version %s)",
         rep["store"],

@@ -51,6 +51,14 @@ def test_landing_directory_one_day_per_run(shared_data, tmp_path, prefect_server
         assert len(list((landing / "ingested").glob("*.nc"))) == 6 * day
     rep = ingest_flow(cfg)  # a run with nothing delivered
     assert (rep["appended"], rep["read"]) == (0, 0)
+    # the store's writer lock has its companion in Prefect: one slot, free again
+    from prefect.client.orchestration import get_client
+
+    from tasks.common import store_slot_name
+
+    with get_client(sync_client=True) as c:
+        lim = c.read_global_concurrency_limit_by_name(store_slot_name(cfg.data.store))
+    assert (lim.limit, lim.active_slots) == (1, 0)
     ds = Store(cfg.data.store).open()
     with xr.open_dataset(src / "air_temperature.nc") as ref:
         np.testing.assert_array_equal(
