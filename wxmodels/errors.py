@@ -4,6 +4,7 @@ __all__ = [
     "ChecksumError",
     "ConfigError",
     "DataError",
+    "GapError",
     "IngestError",
     "LockError",
     "PathError",
@@ -26,6 +27,10 @@ class DataError(WxcError, ValueError):
 
 class IngestError(DataError):
     """A source cannot be ingested into the store."""
+
+
+class GapError(IngestError):
+    """Everything new lies after a gap: nothing can be appended until the missing steps come."""
 
 
 class RegistryError(WxcError):

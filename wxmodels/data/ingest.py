@@ -20,7 +20,7 @@ from wxmodels.config.data import DataConfig
 from wxmodels.data.sources import Problem, Source, make_source
 from wxmodels.data.store import Store
 from wxmodels.data.validate import validate
-from wxmodels.errors import DataError, IngestError
+from wxmodels.errors import DataError, GapError, IngestError
 
 __all__ = ["IngestReport", "ingest", "read_static_fields"]
 
@@ -94,6 +94,19 @@ def _attribute(src: Source, result, max_nan_fraction: float) -> list[Problem]:
     return bad
 
 
+def _remember(store: Store, problems: list[Problem]) -> None:
+    """Record set-aside inputs in the commit's ledger, so that they are not read again until
+    they change (a store that has no commit yet keeps nothing)."""
+    commit = store.read_commit()
+    if commit is None or not problems:
+        return
+    commit.quarantine.update(
+        {p.path: {"fingerprint": p.fingerprint, "reason": p.reason, "at": _now()} for p in problems}
+    )
+    commit.sequence += 1
+    store.write_commit(commit)
+
+
 def ingest(cfg: DataConfig, *, dask_address: str | None = None) -> IngestReport:
     """Append what is new in ``cfg.source`` to ``cfg.store``.
 
@@ -159,7 +172,7 @@ def _ingest_locked(cfg: DataConfig, store: Store) -> IngestReport:
         todo, after=after if cfg.source.kind == "zarr" else None, complete_layout=complete
     )
     problems = list(res.problems)
-    report = None
+    report = waiting = None
     for attempt in range(2):
         if res.dataset is None:
             break
@@ -178,6 +191,23 @@ def _ingest_locked(cfg: DataConfig, store: Store) -> IngestReport:
                     for p in problems
                 },
             )
+        except GapError as e:
+            # everything new waits for missing steps: a state to report, not a failed run
+            log.warning("ingest %s: %s", store.url, e)
+            waiting = IngestReport(
+                store.url,
+                commit.version if commit else None,
+                0,
+                0,
+                commit.start if commit else None,
+                commit.end if commit else None,
+                len(refs),
+                len(todo),
+                [asdict(p) | {"fingerprint": ""} for p in problems] + held,
+                gap=str(e),
+                offered=[str(pd.Timestamp(times[0])), str(pd.Timestamp(times[-1]))],
+            )
+            break
         except DataError:
             if attempt == 1:
                 raise
@@ -242,17 +272,11 @@ def _ingest_locked(cfg: DataConfig, store: Store) -> IngestReport:
         )
         break
     src.set_aside(problems)
+    if report is None and waiting is not None:
+        _remember(store, problems)
+        report = waiting
     if report is None:
-        if commit is not None and problems:  # remember them, so they are not re-read
-            commit = store.read_commit()
-            commit.quarantine.update(
-                {
-                    p.path: {"fingerprint": p.fingerprint, "reason": p.reason, "at": _now()}
-                    for p in problems
-                }
-            )
-            commit.sequence += 1
-            store.write_commit(commit)
+        _remember(store, problems)
         first = problems[0] if problems else Problem("-", "nothing to ingest")
         raise IngestError(
             f"no usable input among {len(todo)} new input(s); first problem: "

@@ -37,7 +37,7 @@ from zarr.core.sync import sync as zsync
 from wxmodels.data import writepass
 from wxmodels.data.commit import Commit
 from wxmodels.data.stats import ClimAccumulator
-from wxmodels.errors import DataError, IngestError, LockError
+from wxmodels.errors import DataError, GapError, IngestError, LockError
 from wxmodels.faults import crash_point
 from wxmodels.locks import FileLock, LeaseLock, Lock
 from wxmodels.paths import claim, entries, marker_bytes, write_bytes_atomic
@@ -509,7 +509,7 @@ class Store:
             expected = end + np.timedelta64(step_s, "s")
             n_new = contiguous(new[TIME].values, expected, step_s)
             if n_new == 0:
-                raise IngestError(
+                raise GapError(
                     f"gap in time: the store ends at {commit.end}, the source continues at "
                     f"{pd.Timestamp(new[TIME].values[0])} (expected {pd.Timestamp(expected)});"
                     " nothing was written"
