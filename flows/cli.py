@@ -414,21 +414,24 @@ def predict(
 ) -> None:
     """Pull a model (verified, through the local cache) and forecast from the analyses at
     START."""
-    from wxmodels.predict import check_output, forecast, write_forecast
+    from wxmodels.predict import check_output, forecast, parse_starts, write_forecast
 
-    check_output(out_path, overwrite=overwrite)  # before any work: refuse a path we must not touch
-    reg = _registry(registry, config, trusted_key)
-    dest = reg.pull(model, offline=offline)
-    man = json.loads((dest / "manifest.json").read_text())
-    name, version = man["name"], man["version"]
-    source = input_ or man["lineage"]["store_url"]
+    # everything the user typed is checked before any work (a pull, a forecast)
+    starts = parse_starts(start)
     try:
         lead_list = [int(x) for x in leads.split(",") if x.strip()]
     except ValueError:
         raise WxcError(f"--leads {leads!r}: give integers, comma separated") from None
     if runtime not in ("onnx", "torch"):
         raise WxcError(f"--runtime {runtime!r}: onnx or torch")
-    starts = [t.strip() for t in start.split(",") if t.strip()]
+    if input_ and "://" not in input_ and not Path(input_).exists():
+        raise WxcError(f"--input {input_} does not exist")
+    check_output(out_path, overwrite=overwrite)  # refuse a path we must not touch
+    reg = _registry(registry, config, trusted_key)
+    dest = reg.pull(model, offline=offline)
+    man = json.loads((dest / "manifest.json").read_text())
+    name, version = man["name"], man["version"]
+    source = input_ or man["lineage"]["store_url"]
     ds = forecast(
         dest,
         source,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import tempfile
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +22,14 @@ from wxmodels.export.onnx import OrtForecaster
 from wxmodels.paths import swap_in
 from wxmodels.schema import LAT, LON, TIME, get_variable
 
-__all__ = ["check_output", "forecast", "load_inputs", "scored_runtimes", "write_forecast"]
+__all__ = [
+    "check_output",
+    "forecast",
+    "load_inputs",
+    "parse_starts",
+    "scored_runtimes",
+    "write_forecast",
+]
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +139,16 @@ def _timestamp(text: str) -> pd.Timestamp:
     if t is pd.NaT:
         raise DataError(f"initialisation time {text!r} is not a time")
     return t.tz_convert(None) if t.tzinfo is not None else t
+
+
+def parse_starts(text: str) -> list[str]:
+    """``--start T1,T2,...`` checked: each an ISO 8601 time (:class:`DataError` otherwise)."""
+    starts = [t.strip() for t in text.split(",") if t.strip()]
+    if not starts:
+        raise DataError("no initialisation time given")
+    for t in starts:
+        _timestamp(t)
+    return starts
 
 
 def forecast(
@@ -266,13 +284,25 @@ def _is_our_forecast(path: Path) -> bool:
         return False
 
 
+def _probe_writable(parent: Path) -> None:
+    """Fail now, in one line, where the output could not be written later."""
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=".wxc-probe-"):
+            pass
+    except OSError as e:
+        raise PathError(f"cannot write into {parent}: {e.strerror or e}") from None
+
+
 def check_output(out: str | Path, *, overwrite: bool = False) -> None:
     """Refuse (:class:`PathError`) an output path that must not be written: a link or device,
     or an existing path unless ``overwrite`` and it is a forecast wxcompress wrote."""
     out = Path(out)
     if out.is_symlink() or (out.exists() and not (out.is_file() or out.is_dir())):
         raise PathError(f"--out {out} is a link or a device: refusing to write there")
-    if out.exists():
+    if not out.exists():
+        _probe_writable(out.parent)
+    else:
         if not overwrite:
             raise PathError(f"--out {out} exists: pass --overwrite to replace a forecast")
         if not _is_our_forecast(out):

@@ -61,8 +61,15 @@ def test_cli_store_dot_dot_is_refused(tmp_path):
     checkout.mkdir()
     (checkout / "keep.txt").write_text("x")
     r = _wxc(
-        "ingest", "-c", str(REPO / "configs/demo.yaml"), "-s", "data.store=..",
-        "-s", f"data.source.directory={tmp_path}/landing", "-s", f"workdir={tmp_path}/w",
+        "ingest",
+        "-c",
+        str(REPO / "configs/demo.yaml"),
+        "-s",
+        "data.store=..",
+        "-s",
+        f"data.source.directory={tmp_path}/landing",
+        "-s",
+        f"workdir={tmp_path}/w",
         cwd=checkout,
     )
     assert "is not a wxcompress store" in _one_error_line(r)
@@ -163,13 +170,28 @@ def test_forecast_output_is_never_written_over_user_files(tmp_path):
 def test_cli_predict_refuses_a_user_directory_before_any_work(tmp_path):
     thesis = _user_dir(tmp_path / "thesis")
     r = _wxc(
-        "predict", "--model", "demo@edge", "--start", "2024-01-21T12:00", "--out", str(thesis),
-        "--registry", str(tmp_path / "no-registry"),
+        "predict",
+        "--model",
+        "demo@edge",
+        "--start",
+        "2024-01-21T12:00",
+        "--out",
+        str(thesis),
+        "--registry",
+        str(tmp_path / "no-registry"),
     )
     assert "pass --overwrite" in _one_error_line(r)
     r = _wxc(
-        "predict", "--model", "demo@edge", "--start", "2024-01-21T12:00", "--out", str(thesis),
-        "--overwrite", "--registry", str(tmp_path / "no-registry"),
+        "predict",
+        "--model",
+        "demo@edge",
+        "--start",
+        "2024-01-21T12:00",
+        "--out",
+        str(thesis),
+        "--overwrite",
+        "--registry",
+        str(tmp_path / "no-registry"),
     )
     assert "not a forecast written by wxcompress" in _one_error_line(r)
     assert sorted(p.name for p in thesis.iterdir()) == ["results.csv"]
