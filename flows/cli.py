@@ -628,13 +628,14 @@ def _print_stack(st: dict[str, Any]) -> None:
         out.print(f"  {name:<16} {state:<8} pid {svc.get('pid')}{port}  log {svc.get('log', '-')}")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """The ``wxc`` entry point (``argv``: the arguments, default ``sys.argv[1:]``)."""
     _setup_env()
     import click
 
     try:
         try:
-            app(standalone_mode=False)
+            app(args=argv, standalone_mode=False)
         except BaseException:
             if _WATCH is not None and _WATCH.gone():
                 from flows.watchdog import EXIT_SERVER_LOST

@@ -35,6 +35,28 @@ def _model_cache(tmp_path_factory):
         os.environ["WXC_CACHE"] = old
 
 
+@pytest.fixture
+def wxc_main(capsys):
+    """Run ``wxc ARGS`` in this process (for commands that fail before any work: no server, no
+    imports of the heavy stack); returns ``(exit code, stderr)``. The environment is restored."""
+    from flows.cli import main
+
+    def run(*args: str) -> tuple[int, str]:
+        saved = dict(os.environ)
+        capsys.readouterr()
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+        return code, capsys.readouterr().err
+
+    return run
+
+
 @pytest.fixture(scope="session")
 def prefect_server():
     """A temporary Prefect server (SQLite) for the session; its URL is exported to the

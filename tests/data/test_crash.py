@@ -51,7 +51,7 @@ def _child(
         env["WXC_CRASH_AT"] = crash
     if barrier is not None:
         env["WXC_TEST_BARRIER"] = str(barrier)
-        env["WXC_PAUSE_AT"] = "append:after-data:1.5"  # hold each writer before its commit
+        env["WXC_PAUSE_AT"] = "append:after-data:1.0"  # hold each writer before its commit
     return subprocess.Popen(
         [sys.executable, str(CHILD), cfg.model_dump_json()],
         env=env,

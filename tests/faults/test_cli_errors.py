@@ -34,9 +34,14 @@ def _wxc(*args, env=None):
 
 def _one_error_line(r) -> str:
     assert r.returncode != 0, r.stdout
-    assert "Traceback" not in r.stderr, r.stderr
-    lines = [x for x in r.stderr.splitlines() if x.strip()]
-    assert lines[-1].startswith("error:"), r.stderr
+    return _one_line(r.returncode, r.stderr)
+
+
+def _one_line(code: int, stderr: str) -> str:
+    assert code == 2, stderr
+    assert "Traceback" not in stderr, stderr
+    lines = [x for x in stderr.splitlines() if x.strip()]
+    assert lines[-1].startswith("error:"), stderr
     return lines[-1]
 
 
@@ -81,11 +86,17 @@ def _one_error_line(r) -> str:
         "unwritable-out",
     ],
 )
-def test_typed_mistakes_are_one_line(args, says):
-    assert says in _one_error_line(_wxc(*args))
+def test_typed_mistakes_are_one_line(args, says, wxc_main):
+    assert says in _one_line(*wxc_main(*args))
 
 
-def test_pull_destinations_from_the_cli(tmp_path):
+def test_the_installed_command_says_one_line_too():
+    """The same path through the real entry point, in a process of its own."""
+    r = _wxc("train", "-c", str(DEMO), "--set", "train.lr=.inf")
+    assert "train.lr" in _one_error_line(r)
+
+
+def test_pull_destinations_from_the_cli(tmp_path, wxc_main, monkeypatch):
     f = tmp_path / "model.onnx"
     f.write_bytes(b"m" * 64)
     reg = Registry(str(tmp_path / "registry"))
@@ -94,10 +105,10 @@ def test_pull_destinations_from_the_cli(tmp_path):
     afile.write_text("mine")
     link = tmp_path / "link"
     link.symlink_to(tmp_path)
-    env = {"WXC_CACHE": str(tmp_path / "cache")}
+    monkeypatch.setenv("WXC_CACHE", str(tmp_path / "cache"))
     for dest, says in ((afile, "is a file"), ("/dev/null", "is a file"), (link, "symbolic link")):
-        r = _wxc("registry", "pull", f"demo@{v}", str(dest), "--registry", reg.url, env=env)
-        assert says in _one_error_line(r)
+        out = wxc_main("registry", "pull", f"demo@{v}", str(dest), "--registry", reg.url)
+        assert says in _one_line(*out)
     assert afile.read_text() == "mine"
 
 

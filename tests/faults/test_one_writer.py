@@ -53,7 +53,7 @@ def _cfg(url, so, paths=None, **extra) -> DataConfig:
 @pytest.mark.parametrize("appending", [False, True], ids=["first-write", "append"])
 def test_concurrent_ingests_end_with_the_union(tmp_path, store_url, appending):
     url, so = store_url
-    write_synthetic_files(tmp_path / "landing", days=DAYS, nlat=30, nlon=40, seed=1)
+    write_synthetic_files(tmp_path / "landing", days=DAYS, nlat=10, nlon=12, seed=1)
     files = [str(f) for f in sorted((tmp_path / "landing").glob("*.nc"))]
     if appending:
         ingest(_cfg(url, so, files[:1]))
@@ -93,7 +93,7 @@ def test_a_killed_writer_s_lease_is_taken_over(tmp_path, s3_server):
 
 def test_two_ingests_of_one_landing_directory_lose_nothing(tmp_path):
     landing = tmp_path / "landing"
-    write_synthetic_files(landing, days=DAYS, nlat=30, nlon=40, seed=1)
+    write_synthetic_files(landing, days=DAYS, nlat=10, nlon=12, seed=1)
     expected = _expected(tmp_path)
     src = {
         "kind": "landing",

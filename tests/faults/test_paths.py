@@ -4,9 +4,6 @@ project's own; an unset variable in a path is an error."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,25 +20,6 @@ from wxmodels.registry import Cache, Registry
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _wxc(*args, cwd=REPO, env=None):
-    return subprocess.run(
-        [sys.executable, "-m", "flows.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
-        timeout=300,
-    )
-
-
-def _one_error_line(r) -> str:
-    assert r.returncode != 0, r.stdout
-    assert "Traceback" not in r.stderr, r.stderr
-    lines = [x for x in r.stderr.splitlines() if x.strip()]
-    assert lines[-1].startswith("error:"), r.stderr
-    return lines[-1]
-
-
 def _user_dir(path: Path) -> Path:
     path.mkdir(parents=True)
     (path / "results.csv").write_text("a,b\n1,2\n")
@@ -56,11 +34,12 @@ def test_store_in_a_user_directory_is_refused_and_nothing_removed(tmp_path):
     assert (d / "results.csv").read_text() == "a,b\n1,2\n"
 
 
-def test_cli_store_dot_dot_is_refused(tmp_path):
+def test_cli_store_dot_dot_is_refused(tmp_path, wxc_main, monkeypatch, prefect_server):
     checkout = tmp_path / "checkout"
     checkout.mkdir()
     (checkout / "keep.txt").write_text("x")
-    r = _wxc(
+    monkeypatch.chdir(checkout)
+    code, err = wxc_main(
         "ingest",
         "-c",
         str(REPO / "configs/demo.yaml"),
@@ -70,9 +49,8 @@ def test_cli_store_dot_dot_is_refused(tmp_path):
         f"data.source.directory={tmp_path}/landing",
         "-s",
         f"workdir={tmp_path}/w",
-        cwd=checkout,
     )
-    assert "is not a wxcompress store" in _one_error_line(r)
+    assert code == 2 and "is not a wxcompress store" in err.splitlines()[-1], err
     assert (checkout / "keep.txt").read_text() == "x"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkout"]
 
@@ -167,31 +145,12 @@ def test_forecast_output_is_never_written_over_user_files(tmp_path):
     assert xr.open_zarr(out, consolidated=False)["t"].values.tolist() == [0.0, 2.0, 4.0]
 
 
-def test_cli_predict_refuses_a_user_directory_before_any_work(tmp_path):
+def test_cli_predict_refuses_a_user_directory_before_any_work(tmp_path, wxc_main):
     thesis = _user_dir(tmp_path / "thesis")
-    r = _wxc(
-        "predict",
-        "--model",
-        "demo@edge",
-        "--start",
-        "2024-01-21T12:00",
-        "--out",
-        str(thesis),
-        "--registry",
-        str(tmp_path / "no-registry"),
-    )
-    assert "pass --overwrite" in _one_error_line(r)
-    r = _wxc(
-        "predict",
-        "--model",
-        "demo@edge",
-        "--start",
-        "2024-01-21T12:00",
-        "--out",
-        str(thesis),
-        "--overwrite",
-        "--registry",
-        str(tmp_path / "no-registry"),
-    )
-    assert "not a forecast written by wxcompress" in _one_error_line(r)
+    args = ["predict", "--model", "demo@edge", "--start", "2024-01-21T12:00"]
+    args += ["--out", str(thesis), "--registry", str(tmp_path / "no-registry")]
+    code, err = wxc_main(*args)
+    assert code == 2 and "pass --overwrite" in err and "Traceback" not in err
+    code, err = wxc_main(*args, "--overwrite")
+    assert code == 2 and "not a forecast written by wxcompress" in err
     assert sorted(p.name for p in thesis.iterdir()) == ["results.csv"]
