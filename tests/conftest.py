@@ -24,6 +24,16 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _nothing_written_into_the_checkout():
+    """Nothing the suite runs may write into the working tree outside ``.wxc/`` (onnxruntime's
+    shape inference, for one, drops ``sym_shape_infer_temp.onnx`` into the current directory)."""
+    before = {p.name for p in REPO.iterdir()}
+    yield
+    new = sorted({p.name for p in REPO.iterdir()} - before - {".wxc", ".pytest_cache"})
+    assert not new, f"the test session wrote into the checkout: {new}"
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _model_cache(tmp_path_factory):
     """Registry pulls go through a cache of the session's own, not the user's."""
     old = os.environ.get("WXC_CACHE")
