@@ -13,15 +13,11 @@ from typing import Any
 from prefect.events import DeploymentEventTrigger
 
 from flows.scheduled import TEACHER_TRAINED, compress_validate_promote, retrain, scheduled_ingest
-from wxmodels.config.deployments import DeploymentsConfig
+from wxmodels.config.deployments import DEPLOYMENT_NAMES, DeploymentsConfig
 
 __all__ = ["NAMES", "build"]
 
-NAMES = {
-    "ingest": "scheduled-ingest/wxc-ingest",
-    "retrain": "retrain/wxc-retrain",
-    "compress": "compress-validate-promote/wxc-compress-validate-promote",
-}
+NAMES = DEPLOYMENT_NAMES
 
 
 def _schedule(cron: str | None, tz: str) -> dict[str, Any]:

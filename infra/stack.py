@@ -255,9 +255,9 @@ def _deployments_listed(url: str) -> bool:
             names = {d["name"] for d in json.loads(r.read())}
     except (urllib.error.URLError, OSError, ValueError):
         return False
-    from deployments import NAMES
+    from wxmodels.config.deployments import DEPLOYMENT_NAMES
 
-    return {n.split("/")[1] for n in NAMES.values()} <= names
+    return {n.split("/")[1] for n in DEPLOYMENT_NAMES.values()} <= names
 
 
 def down(timeout: float = 20.0) -> bool:

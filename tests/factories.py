@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from wxmodels.training.data import Fields
+from wxmodels.data.fields import Fields
 
 __all__ = ["canonical_dataset", "make_fields", "net_spec", "tiny_cycle_config"]
 

@@ -105,14 +105,10 @@ class _TorchRunner:
     def __call__(self, state: np.ndarray, time_h: np.ndarray) -> np.ndarray:
         import torch
 
-        from wxmodels.export.onnx import _clim_window
-
         args = [torch.from_numpy(state), torch.from_numpy(time_h)]
         if self.model.climatology:
             m = self.model
-            args.append(
-                torch.from_numpy(_clim_window(self.clim, time_h, m.history, m.spec.step_hours))
-            )
+            args.append(torch.from_numpy(self.clim.window(time_h, m.history, m.spec.step_hours)))
         with torch.no_grad():
             return self.model(*args).numpy()
 

@@ -7,8 +7,8 @@ import torch
 from tests.factories import make_fields
 from wxmodels.compress.common import CompressContext
 from wxmodels.config.model import TrainConfig
+from wxmodels.data.fields import Split, compute_stats
 from wxmodels.nets import Forecaster, ForecasterSpec
-from wxmodels.training.data import Split, compute_stats
 
 
 @pytest.fixture(scope="module")

@@ -17,10 +17,10 @@ from wxmodels.compress.cluster import ClusterConfig
 from wxmodels.compress.distill import DistillConfig
 from wxmodels.compress.int8 import Int8Config
 from wxmodels.compress.lowrank import LowRankConfig
-from wxmodels.compress.packing import pack_onnx, unpack_onnx
 from wxmodels.compress.prune import PruneConfig
 from wxmodels.compress.structured import StructuredConfig
 from wxmodels.export.onnx import OrtForecaster, export_onnx, onnx_parity
+from wxmodels.export.packing import pack_onnx, unpack_onnx
 from wxmodels.nets import load_forecaster, save_forecaster
 from wxmodels.nets.layers import ConvBlock, LowRankConv2d
 

@@ -8,8 +8,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from wxmodels.compress.packing import PackError, pack_onnx, unpack_onnx
 from wxmodels.export.onnx import ort_session
+from wxmodels.export.packing import PackError, pack_onnx, unpack_onnx
 
 
 def _model(path, weights: np.ndarray):

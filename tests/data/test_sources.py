@@ -182,7 +182,7 @@ def test_coarsen_is_area_weighted_and_nan_aware():
         coords={"time": [0], "lat": lat, "lon": [0.0, 1.0]},
     )
     out = coarsen(ds, 2)
-    from wxmodels.skill.weights import lat_weights_np
+    from wxmodels.geometry import lat_weights_np
 
     w = lat_weights_np(lat)
     expect = (w[0] * 10 + 2 * w[1] * 20) / (w[0] + 2 * w[1])

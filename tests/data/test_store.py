@@ -33,7 +33,7 @@ def test_first_write_then_append_then_idempotent(store_url):
     out = store.open()
     np.testing.assert_array_equal(out["2m_temperature"].values, ds["2m_temperature"].values)
     assert out.sizes["time"] == 48
-    arr = zarr.open_group(store.url, mode="r", storage_options=store._so)["2m_temperature"]
+    arr = zarr.open_group(store.url, mode="r", storage_options=store.zarr_options)["2m_temperature"]
     assert arr.chunks[0] == 24  # uniform: the partial chunk was filled first
     assert [h["appended"] for h in store.read_commit().history] == [30, 18]
     assert len(store.step_hashes()) == 48
@@ -113,10 +113,16 @@ def test_interrupted_append_is_invisible_and_repaired(store_url):
     store = _store(store_url)
     store.append(ds.isel(time=slice(0, 24)))
     ds.isel(time=slice(24, 40)).chunk({"time": 24}).to_zarr(
-        store.url, append_dim="time", zarr_format=3, consolidated=False, storage_options=store._so
+        store.url,
+        append_dim="time",
+        zarr_format=3,
+        consolidated=False,
+        storage_options=store.zarr_options,
     )
     assert (
-        zarr.open_group(store.url, mode="r", storage_options=store._so)["2m_temperature"].shape[0]
+        zarr.open_group(store.url, mode="r", storage_options=store.zarr_options)[
+            "2m_temperature"
+        ].shape[0]
         == 40
     )
     assert store.open().sizes["time"] == 24  # readers: last committed state

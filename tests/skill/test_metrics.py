@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 import xarray as xr
 
+from wxmodels.geometry import lat_weights_np
 from wxmodels.skill import metrics
-from wxmodels.skill.weights import lat_weights_np
 
 
 def _da(values, lat, times=None):

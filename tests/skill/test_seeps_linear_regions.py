@@ -6,11 +6,11 @@ import pytest
 import xarray as xr
 
 from tests.factories import make_fields
+from wxmodels.geometry import lat_weights_np
 from wxmodels.skill import metrics
 from wxmodels.skill.baselines import fit_linear
 from wxmodels.skill.seeps import SeepsClimatology, seeps, seeps_climatology
 from wxmodels.skill.verify import add_wind_speed, scorecard
-from wxmodels.skill.weights import lat_weights_np
 
 
 def _da(values, lat):

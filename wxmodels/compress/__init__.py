@@ -11,8 +11,8 @@ from wxmodels.compress import (
     qat,
     structured,
 )
-from wxmodels.compress.cell import CellConfig, MethodConfig
 from wxmodels.compress.registry import Method, get_method, methods, register_method
+from wxmodels.config.compress import CellConfig, MethodConfig
 
 __all__ = [
     "CellConfig",

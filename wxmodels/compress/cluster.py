@@ -4,29 +4,16 @@ sum over the weights that share it). Stored as b-bit indices + codebook (``compr
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
-from pydantic import Field
 from torch import nn
 from torch.nn.utils import parametrize
 
 from wxmodels.compress.common import CompressContext, FilterFn, conv_modules
 from wxmodels.compress.registry import Method, register_method
-from wxmodels.config.base import Strict
+from wxmodels.config.methods import ClusterConfig
 from wxmodels.nets.forecaster import Forecaster
 
 __all__ = ["ClusterConfig", "apply", "kmeans_1d"]
-
-
-class ClusterConfig(Strict):
-    """Per-layer scalar k-means on conv weights."""
-
-    method: Literal["cluster"] = "cluster"
-    bits: int = Field(4, ge=1, le=8)
-    """Centroids per layer: ``2**bits``."""
-    iterations: int = Field(25, ge=1, le=10_000)
-    finetune_epochs: int = Field(2, ge=0, le=100_000)
 
 
 def kmeans_1d(w: torch.Tensor, k: int, iterations: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -9,9 +9,9 @@ import numpy as np
 from torch import nn
 
 from wxmodels.config.model import TrainConfig
+from wxmodels.data.fields import Fields, Split
 from wxmodels.nets.forecaster import Forecaster
 from wxmodels.nets.layers import ConvBlock, PaddedConv
-from wxmodels.training.data import Fields, Split
 from wxmodels.training.loop import FitReport, fit
 
 __all__ = ["CompressContext", "FilterFn", "conv_blocks", "conv_modules"]
@@ -108,8 +108,6 @@ class CompressContext:
     def calibration(self, n: int, history: int) -> list[dict[str, np.ndarray]]:
         """``n`` seeded random ONNX feeds (``state``, ``time`` and, for climatology models,
         ``clim``) from the training part, batch 1 each."""
-        from wxmodels.export.onnx import _clim_window
-
         inits = self.inits("train", history, 1)
         rng = np.random.default_rng(self.seed)
         pick = rng.choice(inits, size=min(n, len(inits)), replace=False)
@@ -120,11 +118,8 @@ class CompressContext:
                 "time": self.fields.hours[[i]].astype(np.float32),
             }
             if self.climatology is not None:
-                feed["clim"] = _clim_window(
-                    self.climatology.select(self.fields.variables),
-                    feed["time"],
-                    history,
-                    self.fields.step_hours,
+                feed["clim"] = self.climatology.select(self.fields.variables).window(
+                    feed["time"], history, self.fields.step_hours
                 )
             out.append(feed)
         return out

@@ -4,36 +4,15 @@ forecasts over the whole rollout."""
 from __future__ import annotations
 
 import copy
-from typing import Literal
 
 import torch
-from pydantic import Field
 
 from wxmodels.compress.common import CompressContext, FilterFn
 from wxmodels.compress.registry import Method, register_method
-from wxmodels.config.base import Strict
+from wxmodels.config.methods import DistillConfig
 from wxmodels.nets.forecaster import Forecaster
 
 __all__ = ["DistillConfig", "apply"]
-
-
-class DistillConfig(Strict):
-    """A student architecture and its training."""
-
-    method: Literal["distill"] = "distill"
-    arch: Literal["unet", "resnet"] = "unet"
-    width: int = Field(8, ge=2, le=1024)
-    depth: int = Field(2, ge=0, le=4)
-    activation: Literal["relu", "silu", "gelu"] = "relu"
-    history: int | None = Field(None, ge=1, le=6)
-    """Past states the student sees (the teacher's when ``None``)."""
-    alpha: float = Field(0.5, ge=0, le=1)
-    """Weight of the truth in the target; ``1 - alpha`` goes to the teacher's forecast."""
-    epochs: int = Field(15, ge=1, le=100_000)
-    rollout_epochs: int = Field(3, ge=0, le=100_000)
-    rollout_steps: int | None = Field(None, ge=2, le=1000)
-    lr: float | None = Field(None, gt=0, le=10)
-    """Learning rate (the teacher's when ``None``)."""
 
 
 def apply(

@@ -7,33 +7,17 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Literal
 
 import onnx
 from onnxruntime.quantization import QuantType, quantize_dynamic
 from onnxruntime.quantization.shape_inference import quant_pre_process
-from pydantic import Field
 
 from wxmodels.compress.common import CompressContext
 from wxmodels.compress.int8 import _edge_convs
 from wxmodels.compress.registry import Method, register_method
-from wxmodels.config.base import Strict
+from wxmodels.config.methods import DynamicConfig
 
 __all__ = ["DynamicConfig", "apply"]
-
-
-class DynamicConfig(Strict):
-    """Dynamic (weight-only calibration-free) int8 quantization (onnxruntime)."""
-
-    method: Literal["dynamic"] = "dynamic"
-    op_types: list[Literal["MatMul", "Gemm", "Conv"]] = Field(
-        ["MatMul", "Gemm", "Conv"], min_length=1
-    )
-    """ONNX op types to quantize; those the graph lacks are ignored."""
-    per_channel: bool = False
-    reduce_range: bool = False
-    fp32_layers: list[Literal["first", "last"]] = ["first", "last"]
-    """Convs left in fp32 (as for static int8)."""
 
 
 def apply(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import onnx
@@ -17,31 +16,12 @@ from onnxruntime.quantization import (
     quantize_static,
 )
 from onnxruntime.quantization.shape_inference import quant_pre_process
-from pydantic import Field
 
 from wxmodels.compress.common import CompressContext
 from wxmodels.compress.registry import Method, register_method
-from wxmodels.config.base import Strict
+from wxmodels.config.methods import Int8Config
 
 __all__ = ["Int8Config", "apply"]
-
-
-class Int8Config(Strict):
-    """Static QDQ quantization (onnxruntime)."""
-
-    method: Literal["int8"] = "int8"
-    calibration_samples: int = Field(64, ge=1, le=100_000)
-    """Random training-window states used to calibrate activation ranges."""
-    calibrate_method: Literal["minmax", "entropy", "percentile"] = "minmax"
-    per_channel: bool = True
-    reduce_range: bool = False
-    """7-bit weights: avoids u8s8 saturation on CPUs without VNNI."""
-    op_types: list[str] = Field(["Conv"], min_length=1)
-    """ONNX op types to quantize (the rest stay fp32)."""
-    fp32_layers: list[Literal["first", "last"]] = ["first", "last"]
-    """Convs left in fp32: the first sees raw normalised inputs of every variable and the last
-    maps features to every variable's tendency; they are the most sensitive layers and hold
-    few weights (the usual practice of keeping them in float)."""
 
 
 class _Reader(CalibrationDataReader):

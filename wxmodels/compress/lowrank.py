@@ -4,37 +4,17 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import torch
-from pydantic import Field, model_validator
 from torch import nn
 
 from wxmodels.compress.common import CompressContext, FilterFn, conv_modules
 from wxmodels.compress.registry import Method, register_method
-from wxmodels.config.base import Strict
+from wxmodels.config.methods import LowRankConfig
 from wxmodels.nets.forecaster import Forecaster
 from wxmodels.nets.layers import LowRankConv2d
 
 __all__ = ["LowRankConfig", "apply", "choose_rank"]
-
-
-class LowRankConfig(Strict):
-    """Truncated-SVD factorisation of conv layers."""
-
-    method: Literal["lowrank"] = "lowrank"
-    energy: float | None = Field(None, gt=0, le=1)
-    """Keep the smallest rank holding this fraction of the squared singular values."""
-    ratio: float | None = Field(0.25, gt=0, le=1)
-    """Keep ``ceil(ratio * full_rank)`` singular values (used when ``energy`` is unset)."""
-    min_rank: int = Field(2, ge=1, le=100_000)
-    finetune_epochs: int = Field(3, ge=0, le=100_000)
-
-    @model_validator(mode="after")
-    def _one_rule(self) -> LowRankConfig:
-        if self.energy is None and self.ratio is None:
-            raise ValueError("lowrank needs `energy` or `ratio`")
-        return self
 
 
 def choose_rank(s: torch.Tensor, config: LowRankConfig) -> int:

@@ -1,37 +1,20 @@
 """Unstructured L1 magnitude pruning with a sparsity schedule and fine-tuning.
 
 Sparsity alone does not shrink a dense ONNX file nor speed it up; the deployable size is the
-sparse-encoded artifact (see :mod:`wxmodels.compress.packing`).
+sparse-encoded artifact (see :mod:`wxmodels.export.packing`).
 """
 
 from __future__ import annotations
 
-from typing import Literal
-
-from pydantic import Field
 from torch import nn
 from torch.nn.utils import prune as tprune
 
 from wxmodels.compress.common import CompressContext, FilterFn, conv_modules
 from wxmodels.compress.registry import Method, register_method
-from wxmodels.config.base import Strict
+from wxmodels.config.methods import PruneConfig
 from wxmodels.nets.forecaster import Forecaster
 
 __all__ = ["PruneConfig", "apply"]
-
-
-class PruneConfig(Strict):
-    """Magnitude pruning of conv weights."""
-
-    method: Literal["prune"] = "prune"
-    amount: float = Field(0.5, gt=0, lt=1)
-    """Final fraction of weights set to zero."""
-    scope: Literal["global", "layer"] = "global"
-    """``global``: one threshold over all chosen layers; ``layer``: the same fraction in each."""
-    steps: int = Field(2, ge=1, le=10)
-    """Prune/fine-tune rounds; sparsity follows the cubic schedule of Zhu & Gupta (2017)."""
-    finetune_epochs: int = Field(2, ge=0, le=100_000)
-    """Fine-tuning epochs after each round."""
 
 
 def _weights(model: Forecaster, filter_fn: FilterFn | None) -> list[tuple[nn.Module, str]]:

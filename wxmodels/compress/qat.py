@@ -10,36 +10,21 @@ onnxruntime's calibration does). Gradients pass straight through the rounding.
 The learned float weights stay in the model; the learned activation ranges are handed to the
 cell's ``int8`` step (``CompressContext.act_ranges``), which writes them into the QDQ model
 in place of calibrated ones. A ``qat`` step must therefore be followed by an ``int8`` step
-(checked by :class:`~wxmodels.compress.cell.CellConfig`).
+(checked by :class:`~wxmodels.config.compress.CellConfig`).
 """
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
-from pydantic import Field
 from torch import nn
 from torch.nn.utils import parametrize
 
 from wxmodels.compress.common import CompressContext, FilterFn, conv_modules
 from wxmodels.compress.registry import Method, register_method
-from wxmodels.config.base import Strict
+from wxmodels.config.methods import QatConfig
 from wxmodels.nets.forecaster import Forecaster
 
 __all__ = ["QatConfig", "apply", "fake_quant_activation", "fake_quant_weight"]
-
-
-class QatConfig(Strict):
-    """Fine-tuning under simulated int8 (weights per channel, activations per tensor)."""
-
-    method: Literal["qat"] = "qat"
-    finetune_epochs: int = Field(3, ge=1, le=100_000)
-    lr_scale: float = Field(0.3, gt=0, le=100)
-    """Learning rate relative to the teacher's fine-tuning rate (small: the weights only move
-    to the nearby integers that serve the forecast best)."""
-    momentum: float = Field(0.05, gt=0, le=1)
-    """Weight of each batch in the moving average of activation ranges."""
 
 
 def fake_quant_weight(w: torch.Tensor) -> torch.Tensor:

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 
 from wxmodels.compress.common import CompressContext, FilterFn, conv_modules
+from wxmodels.geometry import lat_weights_np
 from wxmodels.nets.forecaster import Forecaster
 from wxmodels.nets.rollout import rollout
-from wxmodels.skill.weights import lat_weights_np
 from wxmodels.training.loop import Batches, masked_loss
 
 __all__ = ["layer_sensitivity", "protect_filter"]

@@ -4,29 +4,16 @@ norms (Li et al., 2017), physically, so the exported network is smaller and fast
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import torch
-from pydantic import Field
 from torch import nn
 
 from wxmodels.compress.common import CompressContext, FilterFn, conv_blocks
 from wxmodels.compress.registry import Method, register_method
-from wxmodels.config.base import Strict
+from wxmodels.config.methods import StructuredConfig
 from wxmodels.nets.forecaster import Forecaster
 
 __all__ = ["StructuredConfig", "apply"]
-
-
-class StructuredConfig(Strict):
-    """Channel pruning inside conv blocks."""
-
-    method: Literal["structured"] = "structured"
-    amount: float = Field(0.5, gt=0, lt=1)
-    """Fraction of each block's inner channels removed."""
-    criterion: Literal["l1", "l2"] = "l1"
-    """Filter norm used to rank channels."""
-    finetune_epochs: int = Field(3, ge=0, le=100_000)
 
 
 def apply(

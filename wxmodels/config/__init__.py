@@ -1,7 +1,8 @@
 """Validated configuration: one pydantic model per concern, loaded from YAML under ``configs/``.
 
-Names are imported lazily so that compression methods can import :mod:`wxmodels.config.base`
-without pulling in the whole cycle config (which itself lists the methods).
+The config package sits below everything it configures (it imports nothing but the schema and
+the errors), so that a config is loaded and validated without torch. Names are imported lazily:
+``import wxmodels.config`` stays cheap.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 
 _WHERE = {
     "Strict": "base",
+    "CellConfig": "compress",
     "CompressConfig": "compress",
     "CycleConfig": "cycle",
     "load_config": "cycle",

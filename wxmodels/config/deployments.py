@@ -9,7 +9,15 @@ from pydantic import Field, field_validator
 
 from wxmodels.config.base import Strict
 
-__all__ = ["DeploymentsConfig", "load_deployments"]
+__all__ = ["DEPLOYMENT_NAMES", "DeploymentsConfig", "load_deployments"]
+
+DEPLOYMENT_NAMES = {
+    "ingest": "scheduled-ingest/wxc-ingest",
+    "retrain": "retrain/wxc-retrain",
+    "compress": "compress-validate-promote/wxc-compress-validate-promote",
+}
+"""``<flow>/<deployment>`` of each scheduled deployment (read by the runner and by the stack's
+health check, which must not import the flows)."""
 
 
 def _cron(v: str | None) -> str | None:

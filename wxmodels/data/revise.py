@@ -96,16 +96,20 @@ def apply(
 
 
 def _stage(store: Store, sel: np.ndarray, backup: np.ndarray, new: np.ndarray) -> None:
-    store._ensure_groups("aux")
+    store.ensure_groups("aux")
     rm_tree(store.fs, f"{store.root}/{STAGE}")  # debris of a crash before an intent
-    g = zarr.open_group(store._sub(STAGE), mode="w", storage_options=store._so, zarr_format=3)
+    g = zarr.open_group(
+        store.sub_url(STAGE), mode="w", storage_options=store.zarr_options, zarr_format=3
+    )
     g.create_array("index", data=np.asarray(sel, np.int64))
     g.create_array("backup", data=backup)
     g.create_array("new", data=new)
 
 
 def _read_stage(store: Store) -> dict[str, np.ndarray]:
-    g = zarr.open_group(store._sub(STAGE), mode="r", storage_options=store._so, zarr_format=3)
+    g = zarr.open_group(
+        store.sub_url(STAGE), mode="r", storage_options=store.zarr_options, zarr_format=3
+    )
     return {k: np.asarray(g[k][...]) for k in ("index", "backup", "new")}
 
 
@@ -113,20 +117,20 @@ def _rewrite(store: Store, commit: Commit) -> Commit:
     st = _read_stage(store)
     sel, backup, new = st["index"], st["backup"], st["new"]
     variables = list(commit.variables)
-    root = zarr.open_group(store.url, mode="r+", storage_options=store._so, zarr_format=3)
+    root = zarr.open_group(store.url, mode="r+", storage_options=store.zarr_options, zarr_format=3)
     for i, v in enumerate(variables):
         root[v].oindex[sel] = new[:, i]
         if i == 0:
             crash_point("revision:mid-region")
     hashes = zarr.open_array(
-        store._sub("aux/step_hash"), mode="r+", storage_options=store._so, zarr_format=3
+        store.sub_url("aux/step_hash"), mode="r+", storage_options=store.zarr_options, zarr_format=3
     )
     hashes.oindex[sel] = hash_steps(new)
     crash_point("revision:after-region")
     # statistics: take the old values out, put the new ones in
     valid = store.static()["valid_mask"].values
     hours = _hours(commit.times()[sel].values)
-    clim = store._read_clim(commit)
+    clim = store.read_clim(commit)
     old_acc = ClimAccumulator(len(variables), valid.shape, clim.n_annual, clim.n_diurnal)
     old_acc.add(backup, hours, valid)
     new_acc = ClimAccumulator(len(variables), valid.shape, clim.n_annual, clim.n_diurnal)
@@ -139,7 +143,7 @@ def _rewrite(store: Store, commit: Commit) -> Commit:
     commit.moments = asdict(moments)
     old_group = commit.stats_group
     commit.sequence += 1
-    commit.stats_group = store._write_stats(clim, commit.sequence)
+    commit.stats_group = store.write_stats(clim, commit.sequence)
     commit.history.append(
         {
             "at": commit.revision["at"],
@@ -150,7 +154,7 @@ def _rewrite(store: Store, commit: Commit) -> Commit:
     commit.revision = None
     store.write_commit(commit)
     if old_group:
-        store._drop_old_stats(commit.stats_group)
+        store.drop_old_stats(commit.stats_group)
     rm_tree(store.fs, f"{store.root}/{STAGE}")
     return commit
 

@@ -250,6 +250,20 @@ class Climatology:
             out[:, :, ~valid] = np.nan
         return out.reshape(*np.shape(hours), *out.shape[1:])
 
+    def window(
+        self,
+        time_h: np.ndarray,
+        history: int,
+        step_hours: float,
+        valid: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """What a model with ``history`` states takes as its ``clim`` input: the climatology at
+        the history times and the next valid time, ``(B, history + 1, V, H, W)`` float32, for
+        initialisations ``time_h`` ``(B,)`` (hours since 1970)."""
+        offsets = step_hours * np.arange(-(history - 1), 2, dtype=np.float64)
+        hours = np.asarray(time_h, dtype=np.float64)[:, None] + offsets[None]
+        return self.evaluate(hours, valid).astype(np.float32)
+
     def select(self, variables: list[str]) -> Climatology:
         order = [self.variables.index(v) for v in variables]
         return Climatology(self.beta[order], self.idx, self.harmonics, variables)

@@ -188,10 +188,10 @@ class Store:
         return f"Store({self.url!r})"
 
     @property
-    def _so(self) -> dict[str, Any] | None:
+    def zarr_options(self) -> dict[str, Any] | None:
         return self.storage_options or None
 
-    def _sub(self, path: str) -> str:
+    def sub_url(self, path: str) -> str:
         return f"{self.url}/{path}"
 
     # -- commit record -------------------------------------------------------------------
@@ -301,7 +301,11 @@ class Store:
             raise DataError(f"store {self.url} is empty: run `wxc ingest` first")
         try:
             ds = xr.open_zarr(
-                self.url, storage_options=self._so, consolidated=False, chunks=chunks, zarr_format=3
+                self.url,
+                storage_options=self.zarr_options,
+                consolidated=False,
+                chunks=chunks,
+                zarr_format=3,
             )
         except ValueError as e:
             if "conflicting sizes" not in str(e):
@@ -317,13 +321,15 @@ class Store:
         return ds
 
     def _open_by_array(self, chunks: dict | str | None, n_time: int) -> xr.Dataset:
-        group = zarr.open_group(self.url, mode="r", storage_options=self._so, zarr_format=3)
+        group = zarr.open_group(
+            self.url, mode="r", storage_options=self.zarr_options, zarr_format=3
+        )
         names = sorted(group.array_keys())
         parts = []
         for name in names:
             one = xr.open_zarr(
                 self.url,
-                storage_options=self._so,
+                storage_options=self.zarr_options,
                 consolidated=False,
                 chunks=chunks,
                 zarr_format=3,
@@ -339,7 +345,11 @@ class Store:
         if self.read_commit() is None:
             raise DataError(f"store {self.url} is empty: run `wxc ingest` first")
         return xr.open_zarr(
-            self.url, group="static", storage_options=self._so, consolidated=False, zarr_format=3
+            self.url,
+            group="static",
+            storage_options=self.zarr_options,
+            consolidated=False,
+            zarr_format=3,
         ).load()
 
     def statistics(self) -> StoreStatistics:
@@ -348,14 +358,17 @@ class Store:
         if commit is None:
             raise DataError(f"store {self.url} is empty: run `wxc ingest` first")
         return StoreStatistics(
-            list(commit.variables), commit.get_moments(), self._read_clim(commit), commit.version
+            list(commit.variables), commit.get_moments(), self.read_clim(commit), commit.version
         )
 
-    def _read_clim(self, commit: Commit) -> ClimAccumulator | None:
+    def read_clim(self, commit: Commit) -> ClimAccumulator | None:
         if not commit.stats_group:
             return None
         g = zarr.open_group(
-            self._sub(commit.stats_group), mode="r", storage_options=self._so, zarr_format=3
+            self.sub_url(commit.stats_group),
+            mode="r",
+            storage_options=self.zarr_options,
+            zarr_format=3,
         )
         return ClimAccumulator.from_arrays(
             {k: g[k][...] for k in ("xtx", "xty", "n", "span", "harmonics")}
@@ -364,28 +377,35 @@ class Store:
     def step_hashes(self, commit: Commit | None = None) -> np.ndarray:
         commit = commit or self.read_commit()
         arr = zarr.open_array(
-            self._sub("aux/step_hash"), mode="r", storage_options=self._so, zarr_format=3
+            self.sub_url("aux/step_hash"),
+            mode="r",
+            storage_options=self.zarr_options,
+            zarr_format=3,
         )
         return np.asarray(arr[: commit.n_time])
 
     # -- writing -------------------------------------------------------------------------
-    def _ensure_groups(self, *paths: str) -> None:
+    def ensure_groups(self, *paths: str) -> None:
         for p in paths:
-            zarr.open_group(self._sub(p), mode="a", storage_options=self._so, zarr_format=3)
+            zarr.open_group(
+                self.sub_url(p), mode="a", storage_options=self.zarr_options, zarr_format=3
+            )
 
     def _truncate_to(self, n: int) -> int:
         """Drop time steps beyond ``n`` left by an interrupted append; return how many."""
         dropped = 0
-        group = zarr.open_group(self.url, mode="r+", storage_options=self._so, zarr_format=3)
+        group = zarr.open_group(
+            self.url, mode="r+", storage_options=self.zarr_options, zarr_format=3
+        )
         arrays = [(name, arr) for name, arr in group.arrays()]
         with contextlib.suppress(FileNotFoundError, zarr.errors.NodeTypeValidationError, KeyError):
             arrays.append(
                 (
                     "aux/step_hash",
                     zarr.open_array(
-                        self._sub("aux/step_hash"),
+                        self.sub_url("aux/step_hash"),
                         mode="r+",
-                        storage_options=self._so,
+                        storage_options=self.zarr_options,
                         zarr_format=3,
                     ),
                 )
@@ -402,15 +422,17 @@ class Store:
                 log.warning("%s: removed %d uncommitted steps of %s", self.url, extra, name)
         return dropped
 
-    def _write_stats(self, clim: ClimAccumulator, sequence: int) -> str:
+    def write_stats(self, clim: ClimAccumulator, sequence: int) -> str:
         path = f"aux/stats/s{sequence:06d}"
-        self._ensure_groups("aux", "aux/stats")
-        g = zarr.open_group(self._sub(path), mode="w", storage_options=self._so, zarr_format=3)
+        self.ensure_groups("aux", "aux/stats")
+        g = zarr.open_group(
+            self.sub_url(path), mode="w", storage_options=self.zarr_options, zarr_format=3
+        )
         for k, v in clim.to_arrays().items():
             g.create_array(k, data=np.asarray(v), overwrite=True)
         return path
 
-    def _drop_old_stats(self, keep: str | None) -> None:
+    def drop_old_stats(self, keep: str | None) -> None:
         base = f"{self.root}/aux/stats"
         try:
             entries = self.fs.ls(base, detail=False)
@@ -589,7 +611,7 @@ class Store:
             zarr_format=3,
             consolidated=False,
             encoding=encoding,
-            storage_options=self._so,
+            storage_options=self.zarr_options,
             compute=False,
         )
         try:
@@ -609,7 +631,9 @@ class Store:
             self._clear_uncommitted()  # nothing was committed: leave no debris
             raise
         self._write_hashes(res.hashes, 0)
-        sg = zarr.open_group(self._sub("static"), mode="w", storage_options=self._so, zarr_format=3)
+        sg = zarr.open_group(
+            self.sub_url("static"), mode="w", storage_options=self.zarr_options, zarr_format=3
+        )
         sg.create_array("valid_mask", data=valid, dimension_names=(LAT, LON))
         for name, arr in (static or {}).items():
             sg.create_array(name, data=np.asarray(arr, np.float32), dimension_names=(LAT, LON))
@@ -640,28 +664,30 @@ class Store:
         moments = commit.get_moments()
         res.add_to(moments, None)
         commit.moments = asdict(moments)
-        commit.stats_group = self._write_stats(res.clim, commit.sequence)
+        commit.stats_group = self.write_stats(res.clim, commit.sequence)
         crash_point("append:after-data")
         self.write_commit(commit)
         return AppendReport(self.url, n, 0, t0, t1, commit.version, (t0, t1), [], gap, missing)
 
     def _targets(self, variables: list[str]) -> list:
         """The Zarr arrays the write pass fills (xarray created them and wrote the coords)."""
-        group = zarr.open_group(self.url, mode="r+", storage_options=self._so, zarr_format=3)
+        group = zarr.open_group(
+            self.url, mode="r+", storage_options=self.zarr_options, zarr_format=3
+        )
         return [group[v] for v in variables]
 
     def _write_hashes(self, hashes: np.ndarray, start: int) -> None:
-        self._ensure_groups("aux")
-        path = self._sub("aux/step_hash")
+        self.ensure_groups("aux")
+        path = self.sub_url("aux/step_hash")
         try:
-            arr = zarr.open_array(path, mode="r+", storage_options=self._so, zarr_format=3)
+            arr = zarr.open_array(path, mode="r+", storage_options=self.zarr_options, zarr_format=3)
         except (FileNotFoundError, zarr.errors.NodeTypeValidationError, KeyError):
             arr = zarr.create_array(
                 path,
                 shape=(0,),
                 chunks=(4096,),
                 dtype="uint64",
-                storage_options=self._so,
+                storage_options=self.zarr_options,
                 zarr_format=3,
                 dimension_names=(TIME,),
                 overwrite=True,
@@ -686,7 +712,7 @@ class Store:
             append_dim=TIME,
             zarr_format=3,
             consolidated=False,
-            storage_options=self._so,
+            storage_options=self.zarr_options,
             compute=False,
         )
         valid = self.static()["valid_mask"].values
@@ -709,7 +735,7 @@ class Store:
         self._write_hashes(res.hashes, commit.n_time)
         moments = commit.get_moments()
         res.add_to(moments, prev)
-        clim = self._read_clim(commit)
+        clim = self.read_clim(commit)
         if clim is None:
             clim = res.clim
         else:
@@ -721,7 +747,7 @@ class Store:
         commit.sequence += 1
         commit.moments = asdict(moments)
         old_stats = commit.stats_group
-        commit.stats_group = self._write_stats(clim, commit.sequence)
+        commit.stats_group = self.write_stats(clim, commit.sequence)
         commit.history.append(
             {
                 "at": now,
@@ -735,7 +761,7 @@ class Store:
         crash_point("append:after-data")
         self.write_commit(commit)
         if old_stats:
-            self._drop_old_stats(commit.stats_group)
+            self.drop_old_stats(commit.stats_group)
         return commit, missing
 
     # -- revisions -----------------------------------------------------------------------

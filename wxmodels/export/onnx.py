@@ -87,23 +87,10 @@ def ort_session(path: str | Path, *, threads: int = 1) -> ort.InferenceSession:
     so.log_severity_level = 3
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if Path(path).suffix == ".wxpack":
-        from wxmodels.compress.packing import unpack_onnx
+        from wxmodels.export.packing import unpack_onnx
 
         return ort.InferenceSession(unpack_onnx(path), so, providers=["CPUExecutionProvider"])
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-
-
-def _clim_window(
-    clim: Climatology,
-    time_h: np.ndarray,
-    history: int,
-    step_hours: float,
-    valid: np.ndarray | None = None,
-) -> np.ndarray:
-    """Climatology at the history times and the next valid time: ``(B, h + 1, V, H, W)``."""
-    offsets = step_hours * np.arange(-(history - 1), 2, dtype=np.float64)
-    hours = np.asarray(time_h, dtype=np.float64)[:, None] + offsets[None]
-    return clim.evaluate(hours, valid).astype(np.float32)
 
 
 class OrtForecaster:
@@ -162,7 +149,7 @@ class OrtForecaster:
             "time": np.ascontiguousarray(time_h, np.float32),
         }
         if self.needs_clim:
-            f["clim"] = _clim_window(self.climatology, time_h, self.history, self.step_hours)
+            f["clim"] = self.climatology.window(time_h, self.history, self.step_hours)
         return f
 
     def __call__(self, state: np.ndarray, time_h: np.ndarray) -> np.ndarray:

@@ -12,10 +12,10 @@ import numpy as np
 import torch
 
 from wxmodels.config.cycle import CycleConfig
+from wxmodels.data.fields import Fields, Split, load_fields, make_split
 from wxmodels.data.stats import Climatology
 from wxmodels.data.store import Store
 from wxmodels.nets.forecaster import Forecaster, load_forecaster
-from wxmodels.training.data import Fields, Split, load_fields, make_split
 from wxmodels.utils import read_json
 
 __all__ = [

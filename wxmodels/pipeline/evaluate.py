@@ -12,6 +12,7 @@ import numpy as np
 import xarray as xr
 
 from wxmodels.config.cycle import CycleConfig
+from wxmodels.data.fields import fit_climatology
 from wxmodels.errors import DataError
 from wxmodels.export.onnx import OrtForecaster, measure_latency
 from wxmodels.pipeline import champion
@@ -30,7 +31,6 @@ from wxmodels.skill.verify import (
     scorecard,
     truth_at_leads,
 )
-from wxmodels.training.data import fit_climatology
 from wxmodels.utils import stable_hash, write_json_atomic
 
 __all__ = [

@@ -15,11 +15,11 @@ import torch
 
 from wxmodels.compress import CellConfig, get_method
 from wxmodels.compress.common import CompressContext
-from wxmodels.compress.packing import pack_onnx
 from wxmodels.compress.sensitivity import layer_sensitivity, protect_filter
 from wxmodels.config.cycle import CycleConfig
 from wxmodels.export.io import ModelIO, stamp_io
 from wxmodels.export.onnx import export_onnx, onnx_parity
+from wxmodels.export.packing import pack_onnx
 from wxmodels.nets.forecaster import Forecaster, save_forecaster
 from wxmodels.nets.macs import count_macs
 from wxmodels.pipeline.context import (

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from wxmodels.config.cycle import CycleConfig
+from wxmodels.data.fields import compute_stats, fit_climatology
 from wxmodels.data.stats import Climatology
 from wxmodels.errors import ConfigError, DataError
 from wxmodels.export.onnx import export_onnx, onnx_parity
@@ -28,7 +29,6 @@ from wxmodels.nets.macs import count_macs
 from wxmodels.pipeline.champion import warm_start_source
 from wxmodels.pipeline.context import RunData, load_run_data, set_threads
 from wxmodels.registry.core import MANIFEST
-from wxmodels.training.data import compute_stats, fit_climatology
 from wxmodels.training.linear_init import init_linear_path
 from wxmodels.training.loop import fit, pick_device
 from wxmodels.utils import code_version, derive_seed, read_json, stable_hash, write_json_atomic

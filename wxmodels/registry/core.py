@@ -640,7 +640,7 @@ class Registry:
 
     @staticmethod
     def _unpack(cache: Cache, pack: Path, man: dict[str, Any], name: str, version: str) -> Path:
-        from wxmodels.compress.packing import PackError, unpack_onnx
+        from wxmodels.export.packing import PackError, unpack_onnx
 
         ref = f"{name}@{version}"
         want = man["files"]["model.onnx"]

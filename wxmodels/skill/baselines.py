@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from wxmodels.training.data import Fields
+from wxmodels.data.fields import Fields
 
 __all__ = ["LinearBaseline", "fit_linear"]
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
+from wxmodels.geometry import lat_weights
 from wxmodels.schema import LAT, LON, TIME
-from wxmodels.skill.weights import lat_weights
 
 __all__ = [
     "acc",

@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from wxmodels.data.fields import Fields
 from wxmodels.schema import LAT, LEAD, LON, TIME
 from wxmodels.skill import metrics
 from wxmodels.skill.seeps import SeepsClimatology, seeps
-from wxmodels.training.data import Fields
 
 __all__ = [
     "METRICS",

@@ -18,8 +18,8 @@ import logging
 import numpy as np
 import torch
 
+from wxmodels.data.fields import Fields
 from wxmodels.nets.forecaster import Forecaster
-from wxmodels.training.data import Fields
 from wxmodels.training.loop import Batches
 
 __all__ = ["init_linear_path"]

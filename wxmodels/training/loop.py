@@ -16,9 +16,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from wxmodels.data.fields import Fields
+from wxmodels.geometry import lat_weights_np
 from wxmodels.nets.rollout import rollout
-from wxmodels.skill.weights import lat_weights_np
-from wxmodels.training.data import Fields
 
 __all__ = ["Batches", "FitReport", "fit", "masked_loss", "pick_device"]
 
