@@ -1,0 +1,79 @@
+"""``wxc predict``: pull a model (verified) and forecast."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from flows.cli.common import RegistryOpt, TrustOpt, app, open_registry, out
+from wxmodels.errors import WxcError
+
+
+@app.command()
+def predict(
+    model: Annotated[str, typer.Option(help="NAME@ALIAS or NAME@VERSION.")],
+    start: Annotated[str, typer.Option(help="Initialisation time(s), ISO 8601, comma separated.")],
+    out_path: Annotated[Path, typer.Option("--out", help="Output .nc (NetCDF) or .zarr.")],
+    leads: Annotated[str, typer.Option(help="Lead times in hours, comma separated.")] = "1,6,24",
+    input_: Annotated[
+        str | None,
+        typer.Option(
+            "--input",
+            help="Store, Zarr URL or NetCDF file with the analyses (default: the "
+            "store the model was trained on).",
+        ),
+    ] = None,
+    registry: RegistryOpt = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c")] = None,
+    offline: Annotated[
+        bool, typer.Option("--offline", help="Take the model from the local cache only.")
+    ] = False,
+    runtime: Annotated[
+        str,
+        typer.Option(help="onnx (onnxruntime, edge) or torch (safetensors weights, HPC)."),
+    ] = "onnx",
+    batch_size: Annotated[int, typer.Option(min=1, help="Initialisations per call.")] = 16,
+    threads: Annotated[int, typer.Option(min=1, help="Compute threads.")] = 1,
+    overwrite: Annotated[
+        bool,
+        typer.Option("--overwrite", help="Replace --out when it is a forecast wxcompress wrote."),
+    ] = False,
+    trusted_key: TrustOpt = None,
+) -> None:
+    """Pull a model (verified, through the local cache) and forecast from the analyses at
+    START."""
+    from wxmodels.predict import check_output, forecast, parse_starts, write_forecast
+
+    # everything the user typed is checked before any work (a pull, a forecast)
+    starts = parse_starts(start)
+    try:
+        lead_list = [int(x) for x in leads.split(",") if x.strip()]
+    except ValueError:
+        raise WxcError(f"--leads {leads!r}: give integers, comma separated") from None
+    if runtime not in ("onnx", "torch"):
+        raise WxcError(f"--runtime {runtime!r}: onnx or torch")
+    if input_ and "://" not in input_ and not Path(input_).exists():
+        raise WxcError(f"--input {input_} does not exist")
+    check_output(out_path, overwrite=overwrite)  # refuse a path we must not touch
+    reg = open_registry(registry, config, trusted_key)
+    dest = reg.pull(model, offline=offline)
+    man = json.loads((dest / "manifest.json").read_text())
+    name, version = man["name"], man["version"]
+    source = input_ or man["lineage"]["store_url"]
+    ds = forecast(
+        dest,
+        source,
+        starts,
+        lead_list,
+        runtime=runtime,  # type: ignore[arg-type]
+        batch_size=batch_size,
+        threads=threads,
+    )
+    path = write_forecast(ds, out_path, overwrite=overwrite)
+    out.print(
+        f"{name}@{version} ({runtime}): {len(starts)} forecast(s) from {starts[0]} "
+        f"at {lead_list} h -> {path}"
+    )
