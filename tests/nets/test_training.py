@@ -8,7 +8,7 @@ import torch
 from tests.factories import make_fields, net_spec
 from wxmodels.nets import Forecaster
 from wxmodels.training.linear_init import init_linear_path
-from wxmodels.training.loop import Batches, fit, masked_loss
+from wxmodels.training.loop import Batches, FitSettings, fit, masked_loss
 
 
 def _model(f, **net):
@@ -55,7 +55,7 @@ def test_training_that_never_helps_keeps_the_start():
     tr, va = np.arange(2, 120), np.arange(130, 180)
     init_linear_path(model, f, tr)
     start = {k: v.clone() for k, v in model.state_dict().items()}
-    rep = fit(model, f, tr, va, epochs=2, lr=50.0, batch_size=32, seed=0)
+    rep = fit(model, f, tr, va, FitSettings(epochs=2, lr=50.0, batch_size=32), seed=0)
     assert rep.best_epoch == -1
     for k, v in model.state_dict().items():
         assert torch.equal(v, start[k]), k
@@ -66,11 +66,7 @@ def test_rollout_curriculum_grows_to_the_longest_lead():
     f = make_fields(nt=200)
     model = _model(f)
     tr, va = np.arange(2, 120), np.arange(130, 170)
-    rep = fit(
-        model,
-        f,
-        tr,
-        va,
+    settings = FitSettings(
         epochs=1,
         rollout_epochs=3,
         rollout_steps=2,
@@ -78,8 +74,8 @@ def test_rollout_curriculum_grows_to_the_longest_lead():
         batch_size=32,
         samples_per_epoch=32,
         patience=10,
-        seed=0,
     )
+    rep = fit(model, f, tr, va, settings, seed=0)
     assert rep.phase == ["one-step", "rollout", "rollout", "rollout"]
     assert rep.steps == [1, 2, 5, 8]
 
@@ -109,3 +105,26 @@ def test_ensemble_step_is_the_mean_of_its_members():
             member(ens, 1).core(torch.ones(1, ens.skip.in_channels, 8, 12)),
             members[1].core(torch.ones(1, ens.skip.in_channels, 8, 12)),
         )
+
+
+def test_fit_settings_come_from_the_train_config_in_one_place():
+    from wxmodels.config.model import TrainConfig
+
+    train = TrainConfig(epochs=7, lr=3e-3, weight_decay=1e-3, patience=1, loss_norm="tendency")
+    s = FitSettings.from_train(train)
+    assert (s.epochs, s.lr, s.weight_decay, s.patience, s.loss_norm) == (
+        7,
+        3e-3,
+        1e-3,
+        1,
+        "tendency",
+    )
+    ft = s.finetune(epochs=2, max_minutes=0.5)
+    assert (ft.epochs, ft.lr, ft.weight_decay, ft.patience, ft.max_minutes) == (
+        2,
+        1e-3,
+        0.0,
+        2,
+        0.5,
+    )
+    assert ft.rollout_steps == train.rollout_steps and ft.rollout_max_steps is None

@@ -12,7 +12,7 @@ from wxmodels.config.model import TrainConfig
 from wxmodels.data.fields import Fields, Split
 from wxmodels.nets.forecaster import Forecaster
 from wxmodels.nets.layers import ConvBlock, PaddedConv
-from wxmodels.training.loop import FitReport, fit
+from wxmodels.training.loop import FitReport, FitSettings, fit
 
 __all__ = ["CompressContext", "FilterFn", "conv_blocks", "conv_modules"]
 
@@ -78,31 +78,28 @@ class CompressContext:
         alpha: float = 1.0,
         desc: str = "finetune",
     ) -> FitReport:
-        """Train ``model`` in place with the shared loop (validation early stopping)."""
-        steps = rollout_steps or self.train.rollout_steps
-        tr = self.inits("train", model.history, steps)
-        va = self.inits("val", model.history, steps)
+        """Train ``model`` in place with the shared loop (validation early stopping), by the
+        fine-tuning rule (:meth:`~wxmodels.training.loop.FitSettings.finetune`)."""
+        settings = FitSettings.from_train(self.train).finetune(
+            epochs=epochs,
+            rollout_epochs=rollout_epochs,
+            rollout_steps=rollout_steps,
+            lr=lr,
+            max_minutes=self.max_minutes,
+        )
+        tr = self.inits("train", model.history, settings.rollout_steps)
+        va = self.inits("val", model.history, settings.rollout_steps)
         return fit(
             model,
             self.fields,
             tr,
             va,
-            epochs=epochs,
-            rollout_epochs=rollout_epochs,
-            rollout_steps=steps,
-            batch_size=self.train.batch_size,
-            lr=lr if lr is not None else self.train.lr / 3,
-            weight_decay=0.0,
-            patience=max(2, self.train.patience),
-            max_minutes=self.max_minutes,
-            samples_per_epoch=self.train.samples_per_epoch,
+            settings,
             seed=self.seed,
             teacher=teacher,
             alpha=alpha,
             desc=desc,
             clim_all=self.clim_all,
-            input_noise=self.train.input_noise,
-            loss_norm=self.train.loss_norm,
         )
 
     def calibration(self, n: int, history: int) -> list[dict[str, np.ndarray]]:

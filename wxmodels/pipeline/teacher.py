@@ -30,7 +30,7 @@ from wxmodels.pipeline.champion import warm_start_source
 from wxmodels.pipeline.context import RunData, load_run_data, set_threads
 from wxmodels.registry.core import MANIFEST
 from wxmodels.training.linear_init import init_linear_path
-from wxmodels.training.loop import fit, pick_device
+from wxmodels.training.loop import FitSettings, fit, pick_device
 from wxmodels.utils import code_version, derive_seed, read_json, stable_hash, write_json_atomic
 
 __all__ = ["build_spec", "teacher_id", "train_teacher"]
@@ -201,22 +201,7 @@ def train_teacher(
     prev = load_forecaster(prev_dir) if warm_start is not None else None
     n_members = cfg.net.members
     single = ForecasterSpec(**{**asdict(spec), "net": {**spec.net, "members": 1}})
-    fit_args = dict(
-        epochs=cfg.train.epochs,
-        rollout_epochs=cfg.train.rollout_epochs,
-        rollout_steps=cfg.train.rollout_steps,
-        rollout_max_steps=cfg.train.rollout_max_steps,
-        batch_size=cfg.train.batch_size,
-        lr=cfg.train.lr,
-        weight_decay=cfg.train.weight_decay,
-        patience=cfg.train.patience,
-        max_minutes=cfg.train.max_minutes / n_members,
-        samples_per_epoch=cfg.train.samples_per_epoch,
-        device=device,
-        clim_all=call,
-        input_noise=cfg.train.input_noise,
-        loss_norm=cfg.train.loss_norm,
-    )
+    settings = FitSettings.from_train(cfg.train).but(max_minutes=cfg.train.max_minutes / n_members)
     members, reports, linear = [], [], None
     for k in range(n_members):
         # member 0 keeps the run's seed (a one-member teacher is what it always was)
@@ -231,7 +216,9 @@ def train_teacher(
             linear = init_linear_path(m, fields, one, call)
         m.to(device)
         desc = "teacher" if n_members == 1 else f"teacher member {k + 1}/{n_members}"
-        reports.append(fit(m, fields, tr, va, seed=mseed, desc=desc, **fit_args))
+        reports.append(
+            fit(m, fields, tr, va, settings, seed=mseed, desc=desc, device=device, clim_all=call)
+        )
         members.append(m.cpu())
     model = ensemble(members)
     rep = reports[0].to_dict()
@@ -244,8 +231,10 @@ def train_teacher(
             fields,
             tr,
             va,
+            settings.but(epochs=0, rollout_epochs=0),
             seed=seed,
-            **{**fit_args, "epochs": 0, "rollout_epochs": 0},
+            device=device,
+            clim_all=call,
         ).best_val
         rep["wall_s"] = sum(r.wall_s for r in reports)
     model.cpu()

@@ -9,7 +9,8 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -20,7 +21,7 @@ from wxmodels.data.fields import Fields
 from wxmodels.geometry import lat_weights_np
 from wxmodels.nets.rollout import rollout
 
-__all__ = ["Batches", "FitReport", "fit", "masked_loss", "pick_device"]
+__all__ = ["Batches", "FitReport", "FitSettings", "fit", "masked_loss", "pick_device"]
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,88 @@ def pick_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """How a fit trains: the schedule and the optimiser. Built from the cycle's
+    :class:`~wxmodels.config.TrainConfig` in one place (:meth:`from_train`), and for the
+    fine-tuning inside compression cells by one rule (:meth:`finetune`).
+
+    Attributes:
+        epochs: one-step epochs (cut short by ``patience``: the rollout phase then starts).
+        rollout_epochs: epochs of rollout fine-tuning over ``rollout_steps`` steps (lr / 3).
+        rollout_steps: steps of the rollout (at its start, with a curriculum).
+        rollout_max_steps: when given, the rollout length grows linearly from
+            ``rollout_steps`` to this over the rollout epochs, and validation scores a
+            rollout this long; the inits must be complete for it.
+        batch_size, lr, weight_decay: the optimiser (AdamW).
+        patience: epochs without a better validation loss before the phase ends.
+        max_minutes: wall-clock budget; the loop stops (keeping the best state) when spent.
+        samples_per_epoch: random training samples per epoch (``None``: each once).
+        input_noise: std (in each variable's std) of noise added to initial states.
+        loss_norm: ``field`` (errors in units of each variable's std) or ``tendency`` (of the
+            std of its one-step change).
+    """
+
+    epochs: int
+    rollout_epochs: int = 0
+    rollout_steps: int = 4
+    rollout_max_steps: int | None = None
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    patience: int = 4
+    max_minutes: float = 10.0
+    samples_per_epoch: int | None = None
+    input_noise: float = 0.0
+    loss_norm: Literal["field", "tendency"] = "field"
+
+    @classmethod
+    def from_train(cls, train: Any) -> FitSettings:
+        """The teacher's settings: every field of the :class:`TrainConfig` as it is."""
+        return cls(
+            epochs=train.epochs,
+            rollout_epochs=train.rollout_epochs,
+            rollout_steps=train.rollout_steps,
+            rollout_max_steps=train.rollout_max_steps,
+            batch_size=train.batch_size,
+            lr=train.lr,
+            weight_decay=train.weight_decay,
+            patience=train.patience,
+            max_minutes=train.max_minutes,
+            samples_per_epoch=train.samples_per_epoch,
+            input_noise=train.input_noise,
+            loss_norm=train.loss_norm,
+        )
+
+    def finetune(
+        self,
+        *,
+        epochs: int,
+        rollout_epochs: int = 0,
+        rollout_steps: int | None = None,
+        lr: float | None = None,
+        max_minutes: float,
+    ) -> FitSettings:
+        """Fine-tuning a model that is already trained (compression cells): a third of the
+        learning rate unless given, no weight decay (it would pull pruned/clustered weights
+        off their values), patience at least 2, a fixed rollout length, its own budget."""
+        return replace(
+            self,
+            epochs=epochs,
+            rollout_epochs=rollout_epochs,
+            rollout_steps=rollout_steps or self.rollout_steps,
+            rollout_max_steps=None,
+            lr=lr if lr is not None else self.lr / 3,
+            weight_decay=0.0,
+            patience=max(2, self.patience),
+            max_minutes=max_minutes,
+        )
+
+    def but(self, **changes: Any) -> FitSettings:
+        """A copy with ``changes``."""
+        return replace(self, **changes)
 
 
 @dataclass
@@ -98,49 +181,35 @@ def fit(
     fields: Fields,
     train_inits: np.ndarray,
     val_inits: np.ndarray,
+    settings: FitSettings,
     *,
-    epochs: int,
-    rollout_epochs: int = 0,
-    rollout_steps: int = 4,
-    rollout_max_steps: int | None = None,
-    batch_size: int = 16,
-    lr: float = 1e-3,
-    weight_decay: float = 0.0,
-    patience: int = 4,
-    max_minutes: float = 10.0,
-    samples_per_epoch: int | None = None,
     seed: int = 0,
     teacher: nn.Module | None = None,
     alpha: float = 1.0,
     device: torch.device | None = None,
     desc: str = "train",
     clim_all: np.ndarray | None = None,
-    input_noise: float = 0.0,
-    loss_norm: str = "field",
 ) -> FitReport:
     """Train ``model`` in place and load its best validation state at the end.
 
     Args:
         model: a forecaster; its ``history`` and ``spec`` are read.
         fields: in-memory data.
-        train_inits, val_inits: init indices (windows complete for ``rollout_steps``).
-        epochs: one-step epochs (cut short by ``patience``: the rollout phase then starts).
-        rollout_epochs: epochs of rollout fine-tuning over ``rollout_steps`` steps (lr / 3).
-        rollout_max_steps: when given, the rollout length grows linearly from
-            ``rollout_steps`` to this over the rollout epochs (a curriculum), and validation
-            scores a rollout this long; the inits must be complete for it.
+        train_inits, val_inits: init indices (windows complete for the rollout).
+        settings: the schedule and optimiser (:class:`FitSettings`).
         teacher: when given, targets are ``alpha * truth + (1 - alpha) * teacher rollout``
             (knowledge distillation).
         clim_all: the input climatology at every time of ``fields`` (climatology models).
-        loss_norm: ``field`` (errors in units of each variable's std) or ``tendency`` (of
-            the std of its one-step change).
-        input_noise: std (in units of each variable's std) of the Gaussian noise added to the
-            initial states while training (robustness of the rollout).
-        max_minutes: wall-clock budget; the loop stops (keeping the best state) when spent.
 
     Returns:
         a :class:`FitReport`; validation is the loss of a ``rollout_steps`` rollout.
     """
+    epochs, rollout_epochs = settings.epochs, settings.rollout_epochs
+    rollout_steps, rollout_max_steps = settings.rollout_steps, settings.rollout_max_steps
+    batch_size, lr, weight_decay = settings.batch_size, settings.lr, settings.weight_decay
+    patience, max_minutes = settings.patience, settings.max_minutes
+    samples_per_epoch, input_noise = settings.samples_per_epoch, settings.input_noise
+    loss_norm = settings.loss_norm
     device = device or next(model.parameters()).device
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
