@@ -68,7 +68,7 @@ def slim(res: dict) -> dict:
         "name",
         "recipe",
         "params",
-        "size_bytes",
+        "pack_bytes",
         "size_ratio",
         "latency_ms_batch1",
         "latency_ms_batch16",
@@ -81,7 +81,7 @@ def slim(res: dict) -> dict:
             {
                 "cycle_s": r["cycle_s"],
                 "teacher": {"params": r["teacher"]["params"], "rmse": r["teacher"]["rmse"]},
-                "teacher_size_bytes": r["teacher_size_bytes"],
+                "teacher_onnx_bytes": r["teacher_onnx_bytes"],
                 "teacher_latency_ms_batch1": r["teacher_latency_ms_batch1"],
                 "teacher_latency_ms_batch16": r["teacher_latency_ms_batch16"],
                 "baselines": {b: {"rmse": v["rmse"]} for b, v in r["baselines"].items()},
@@ -171,7 +171,7 @@ def report(res: dict, cmd: str) -> str:
         f"Machine: {res['machine']}. {len(runs)} seeds (one cycle each: teacher trained from "
         "scratch, every cell built and scored on the test window).",
         f"Teacher: {runs[0]['teacher']['params']} params, "
-        f"{_fmt([r['teacher_size_bytes'] / 1e6 for r in runs])} MB fp32 ONNX, batch-1 latency "
+        f"{_fmt([r['teacher_onnx_bytes'] / 1e6 for r in runs])} MB fp32 ONNX, batch-1 latency "
         f"{_fmt([r['teacher_latency_ms_batch1'] for r in runs])} ms. Cycle wall time per seed: "
         + ", ".join(f"{r['cycle_s']:.0f} s" for r in runs)
         + ".",

@@ -82,15 +82,15 @@ def run(config: str, workers: int) -> dict:
         names = [c.name for c in cfg.compress.cells]
         t0 = time.perf_counter()
         serial = {}
-        for n in names:
+        for cell in cfg.compress.cells:
             t = time.perf_counter()
-            build_cell(cfg, n, teacher["dir"])
-            serial[n] = time.perf_counter() - t
+            build_cell(cfg, cell, teacher.dir)
+            serial[cell.name] = time.perf_counter() - t
         t_serial = time.perf_counter() - t0
         with prefect_test_harness(server_startup_timeout=120), local_cluster(cfg.runtime) as addr:
             t0 = time.perf_counter()
             out = compress_flow.with_options(task_runner=dask_runner(cfg.runtime, addr))(
-                cfg, teacher["dir"]
+                cfg, teacher.dir
             )
             t_parallel = time.perf_counter() - t0
     return {
@@ -102,8 +102,8 @@ def run(config: str, workers: int) -> dict:
         "parallel_s": t_parallel,
         "ratio": t_parallel / t_serial,
         "per_cell_serial_s": serial,
-        "failures": out["failures"],
-        "per_cell_worker_s": {c["name"]: c["wall_s"] for c in out["cells"]},
+        "failures": out.failures,
+        "per_cell_worker_s": {c.name: c.wall_s for c in out.cells},
     }
 
 

@@ -39,15 +39,16 @@ def library_cycle(cfg) -> dict[str, float]:
     wall["train"] = time.perf_counter() - t
     with local_cluster(cfg.runtime) as address, Client(address) as client:
         t = time.perf_counter()
-        names = [c.name for c in cfg.compress.cells]
-        futs = client.map(build_cell, [cfg] * len(names), names, [teacher["dir"]] * len(names))
+        cells_cfg = list(cfg.compress.cells)
+        n = len(cells_cfg)
+        futs = client.map(build_cell, [cfg] * n, cells_cfg, [teacher.dir] * n)
         cells = client.gather(futs)
         wall["compress"] = time.perf_counter() - t
         t = time.perf_counter()
         inc = champion.challenge(cfg, teacher)
         models = {
-            "teacher": f"{teacher['dir']}/model.onnx",
-            **{c["name"]: c["onnx"] for c in cells},
+            "teacher": teacher.onnx,
+            **{c.name: c.onnx for c in cells},
         }
         sf = [client.submit(ev.score_model, cfg, n, p, pure=False) for n, p in models.items()]
         bf = client.submit(ev.score_baselines, cfg, pure=False)
@@ -56,7 +57,7 @@ def library_cycle(cfg) -> dict[str, float]:
         evaluation = ev.assemble(cfg, teacher, cells, scores, bf.result(), lat, {}, inc)
         wall["evaluate"] = time.perf_counter() - t
     t = time.perf_counter()
-    promote(cfg, evaluation, teacher["dir"], run="benchmark")
+    promote(cfg, evaluation, teacher.dir, run="benchmark")
     wall["promote"] = time.perf_counter() - t
     wall["total"] = time.perf_counter() - t0
     return wall

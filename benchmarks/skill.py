@@ -45,15 +45,15 @@ def run(config: str, seeds: int, overrides: list[str]) -> dict:
             c = load_config(REPO / config, [*base, *overrides, f"train.seed={s}"])
             t0 = time.perf_counter()
             rec = train_teacher(c)
-            sc = ev.score_model(c, "teacher", f"{rec['dir']}/model.onnx")["scores"]["teacher"]
+            sc = ev.score_model(c, "teacher", rec.onnx).scores["teacher"]
             teachers.append(
                 {
                     "scores": sc,
                     "train_s": time.perf_counter() - t0,
-                    "params": rec["params"],
-                    "epochs": rec["fit"]["epochs"],
-                    "best_val": rec["fit"]["best_val"],
-                    "fit": rec["fit"],
+                    "params": rec.params,
+                    "epochs": rec.fit["epochs"],
+                    "best_val": rec.fit["best_val"],
+                    "fit": rec.fit,
                     "linear_init": rec.get("linear_init"),
                 }
             )

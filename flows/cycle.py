@@ -10,7 +10,7 @@ from prefect import flow, get_run_logger
 from flows.runners import dask_runner, local_cluster
 from flows.stages import compress_flow, evaluate_flow, ingest_flow, promote_flow, train_flow
 from wxmodels.config.cycle import CycleConfig
-from wxmodels.pipeline.report import cycle_report
+from wxmodels.pipeline.present import cycle_report
 
 __all__ = ["cycle_flow"]
 
@@ -32,15 +32,15 @@ def cycle_flow(config: CycleConfig, warm_start: str | None = None) -> dict[str, 
     with local_cluster(config.runtime) as address:
         runner = dask_runner(config.runtime, address)
         t = time.perf_counter()
-        matrix = compress_flow.with_options(task_runner=runner)(config, teacher["dir"])
+        matrix = compress_flow.with_options(task_runner=runner)(config, teacher.dir)
         wall["compress"] = time.perf_counter() - t
         t = time.perf_counter()
         evaluation = evaluate_flow.with_options(task_runner=dask_runner(config.runtime, address))(
-            config, teacher, matrix["cells"], matrix["failures"]
+            config, teacher, matrix
         )
         wall["evaluate"] = time.perf_counter() - t
     t = time.perf_counter()
-    promoted = promote_flow(config, evaluation, teacher["dir"])
+    promoted = promote_flow(config, evaluation, teacher.dir)
     wall["promote"] = time.perf_counter() - t
     wall["total"] = time.perf_counter() - t0
     report = cycle_report(config.name, ingest, teacher, evaluation, promoted, wall)
@@ -49,7 +49,6 @@ def cycle_flow(config: CycleConfig, warm_start: str | None = None) -> dict[str, 
         wall["total"],
         len(report["candidates"]),
         sum(c["gate"]["passed"] for c in report["candidates"]),
-        ", ".join(f"{p['model']}@{p['version']} ({'/'.join(p['aliases'])})" for p in promoted)
-        or "nothing",
+        ", ".join(f"{p.model}@{p.version} ({'/'.join(p.aliases)})" for p in promoted) or "nothing",
     )
     return report

@@ -25,14 +25,17 @@ from tasks.ingest import ingest_task
 from tasks.promote import promote_task
 from tasks.train import train_teacher_task
 from wxmodels.config.cycle import CycleConfig
+from wxmodels.data.ingest import IngestReport
 from wxmodels.errors import WxcError
 from wxmodels.pipeline.matrix import describe_failure
+from wxmodels.pipeline.present import matrix_rows
+from wxmodels.pipeline.records import Evaluation, MatrixResult, Promotion, TeacherRecord
 
 __all__ = ["compress_flow", "evaluate_flow", "ingest_flow", "promote_flow", "train_flow"]
 
 
 @flow(name="ingest", flow_run_name="ingest-{config.name}")
-def ingest_flow(config: CycleConfig) -> dict[str, Any]:
+def ingest_flow(config: CycleConfig) -> IngestReport:
     """Append new source data to the store (idempotent)."""
     rep = ingest_task(config.data, config.runtime.dask_address)
     save_latest(config, "ingest", rep)
@@ -40,7 +43,7 @@ def ingest_flow(config: CycleConfig) -> dict[str, Any]:
 
 
 @flow(name="train", flow_run_name="train-{config.name}")
-def train_flow(config: CycleConfig, warm_start: str | None = None) -> dict[str, Any]:
+def train_flow(config: CycleConfig, warm_start: str | None = None) -> TeacherRecord:
     """Train (or reuse) the teacher on the store's current version."""
     rec = train_teacher_task(config, warm_start)
     save_latest(config, "train", rec)
@@ -70,76 +73,46 @@ def _gather(
 
 
 @flow(name="compress", flow_run_name="compress-{config.name}")
-def compress_flow(config: CycleConfig, teacher_dir: str) -> dict[str, Any]:
+def compress_flow(config: CycleConfig, teacher_dir: str) -> MatrixResult:
     """Build every cell of the matrix in parallel; a failed cell is reported, the rest go on."""
     log = get_run_logger()
     # longest first: the workers then finish together instead of waiting on one last distillation
     order = sorted(config.compress.cells, key=lambda c: -c.cost)
-    futures = {c.name: build_cell_task.submit(config, c.name, teacher_dir) for c in order}
+    futures = {c.name: build_cell_task.submit(config, c, teacher_dir) for c in order}
     cells, failures = _gather(futures, progress="compression-matrix-progress")
     for name, err in failures.items():
         log.error("cell %s failed: %s", name, err)
+    matrix = MatrixResult(cells=list(cells.values()), failures=failures)
     create_table_artifact(
         key="compression-matrix",
-        table=[
-            {
-                "cell": c["name"],
-                "recipe": c["label"],
-                "params": c["params"],
-                "size_bytes": c["size_bytes"],
-                "sparsity": round(c["sparsity"], 3),
-                "parity": c["parity"],
-                "wall_s": round(c["wall_s"], 1),
-                "error": "",
-            }
-            for c in cells.values()
-        ]
-        + [
-            {
-                "cell": n,
-                "recipe": "",
-                "params": None,
-                "size_bytes": None,
-                "sparsity": None,
-                "parity": None,
-                "wall_s": None,
-                "error": e,
-            }
-            for n, e in failures.items()
-        ],
+        table=matrix_rows(matrix),
         description="Cells of the compression matrix",
     )
     if not cells:
         raise WxcError(f"every cell of the matrix failed; first: {next(iter(failures.values()))}")
-    out = {"cells": list(cells.values()), "failures": failures}
-    save_latest(config, "compress", out)
-    return out
+    save_latest(config, "compress", matrix)
+    return matrix
 
 
 @flow(name="evaluate", flow_run_name="evaluate-{config.name}")
-def evaluate_flow(
-    config: CycleConfig,
-    teacher: dict[str, Any],
-    cells: list[dict[str, Any]],
-    failures: dict[str, str] | None = None,
-) -> dict[str, Any]:
+def evaluate_flow(config: CycleConfig, teacher: TeacherRecord, matrix: MatrixResult) -> Evaluation:
     """Score teacher, candidates and baselines on the test window; time them; apply gates.
 
     The registry's current teacher, when it is another one, is scored too (as ``incumbent``):
     the promotion of the new teacher depends on it.
     """
-    tdir = teacher["dir"]
-    models = {"teacher": f"{tdir}/model.onnx", **{c["name"]: c["onnx"] for c in cells}}
+    cells = matrix.cells
+    models = {"teacher": teacher.onnx, **{c.name: c.onnx for c in cells}}
     incumbent = incumbent_task(config, teacher)
     score_f = {n: score_model_task.submit(config, n, p) for n, p in models.items()}
-    if incumbent is not None and incumbent["comparable"]:
-        score_f["incumbent"] = score_model_task.submit(config, "incumbent", incumbent["onnx"])
+    if incumbent is not None and incumbent.comparable:
+        score_f["incumbent"] = score_model_task.submit(config, "incumbent", incumbent.onnx)
     base_f = score_baselines_task.submit(config)
     scores, failed = _gather(score_f)
-    failed = {**(failures or {}), **failed}
+    failed = {**matrix.failures, **failed}
     if "teacher" in failed:
         raise WxcError(f"scoring the teacher failed: {failed['teacher']}")
-    kept = [c for c in cells if c["name"] in scores]
+    kept = [c for c in cells if c.name in scores]
     # timed alone, after the scoring, so that no other task competes for the cores
     latencies = latency_task.submit(config, {n: models[n] for n in scores if n in models}).result()
     evaluation = assemble_task(
@@ -150,9 +123,7 @@ def evaluate_flow(
 
 
 @flow(name="promote", flow_run_name="promote-{config.name}")
-def promote_flow(
-    config: CycleConfig, evaluation: dict[str, Any], teacher_dir: str
-) -> list[dict[str, Any]]:
+def promote_flow(config: CycleConfig, evaluation: Evaluation, teacher_dir: str) -> list[Promotion]:
     """Publish the teacher and the profile winners to the registry."""
     promoted = promote_task(config, evaluation, teacher_dir)
     save_latest(config, "promote", promoted)

@@ -2,34 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import get_run_logger, task
 
 from tasks.common import use_credentials
 from wxmodels.config.cycle import CycleConfig
+from wxmodels.pipeline.records import TeacherRecord
 from wxmodels.pipeline.teacher import train_teacher
 
 __all__ = ["train_teacher_task"]
 
 
 @task(name="train-teacher", timeout_seconds=6 * 3600)
-def train_teacher_task(config: CycleConfig, warm_start: str | None = None) -> dict[str, Any]:
+def train_teacher_task(config: CycleConfig, warm_start: str | None = None) -> TeacherRecord:
     """Train (or reuse) the teacher for the store's current version; returns its record."""
-    log = get_run_logger()
     use_credentials(config.promote.credentials_block)  # a warm start pulls from the registry
     rec = train_teacher(config, warm_start=warm_start)
-    fit = rec["fit"]
-    log.info(
+    fit = rec.fit
+    get_run_logger().info(
         "teacher %s: %d params, best validation loss %.4f at epoch %d of %d, %.0f s",
-        rec["id"],
-        rec["params"],
+        rec.id,
+        rec.params,
         fit["best_val"],
         fit["best_epoch"] + 1,
         fit["epochs"],
-        rec["wall_s"],
+        rec.wall_s,
     )
-    return {k: v for k, v in rec.items() if k != "fit"} | {
-        "best_val": fit["best_val"],
-        "epochs": fit["epochs"],
-    }
+    return rec

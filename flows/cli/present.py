@@ -7,62 +7,55 @@ from typing import Any
 from rich.table import Table
 
 from flows.cli.common import err, out
+from wxmodels.pipeline.present import candidate_rows
+from wxmodels.pipeline.records import Evaluation, IncumbentVerdict
 
 __all__ = ["gate_cell", "print_candidates", "print_report", "print_stack", "print_verdict"]
 
 
-def print_candidates(ev: dict[str, Any]) -> None:
-    t = Table(title=f"candidates (test window {ev['test_window'][0]} .. {ev['test_window'][1]})")
-    for col in ("cell", "recipe", "size (bytes)", "ratio", "ms b1", "speedup", "gates"):
+def print_candidates(ev: Evaluation) -> None:
+    t = Table(title=f"candidates (test window {ev.test_window[0]} .. {ev.test_window[1]})")
+    for col in ("cell", "recipe", "bytes", "ratio", "ms b1", "speedup", "gates"):
         t.add_column(col)
-    te = ev["teacher"]
-    t.add_row(
-        "teacher",
-        "-",
-        str(te["size_bytes"]),
-        "1.0",
-        f"{te['latency_ms_batch1']:.3f}" if te["latency_ms_batch1"] else "-",
-        "1.0",
-        "-",
-    )
-    for c in ev["candidates"]:
-        lat = c["latency_ms_batch1"]
+    for r in candidate_rows(ev):
         t.add_row(
-            c["name"],
-            c["label"],
-            str(c["size_bytes"]),
-            f"{te['size_bytes'] / c['size_bytes']:.1f}",
-            f"{lat:.3f}" if lat else "-",
-            f"{te['latency_ms_batch1'] / lat:.1f}" if lat and te["latency_ms_batch1"] else "-",
-            gate_cell(c["gate"]),
+            r["cell"],
+            r["recipe"],
+            str(r["bytes"]),
+            f"{r['ratio']:.1f}",
+            f"{r['ms_b1']:.3f}" if r["ms_b1"] else "-",
+            f"{r['speedup']:.1f}" if r["speedup"] else "-",
+            "-" if r["passed"] is None else gate_cell(r["passed"], r["reasons"]),
         )
     out.print(t)
 
 
-def gate_cell(gate: dict[str, Any]) -> str:
-    if gate["passed"]:
+def gate_cell(passed: bool, reasons: list[str]) -> str:
+    if passed:
         return "[green]pass[/]"
-    first = gate["reasons"][0] if gate["reasons"] else ""
-    more = f" (+{len(gate['reasons']) - 1} more)" if len(gate["reasons"]) > 1 else ""
+    first = reasons[0] if reasons else ""
+    more = f" (+{len(reasons) - 1} more)" if len(reasons) > 1 else ""
     return f"[red]fail[/]: {first}{more}"
 
 
-def print_verdict(inc: dict[str, Any] | None) -> None:
+def print_verdict(inc: IncumbentVerdict | dict[str, Any] | None) -> None:
     """The new teacher against the registry's current one."""
     if not inc:
         return
-    v = inc["verdict"]
-    ratio = f"mean RMSE ratio {v['mean_ratio']:.4f}" if v["mean_ratio"] is not None else ""
-    if v["promote"]:
-        out.print(f"new teacher vs current {inc['version']}: {ratio} (may replace it)")
+    inc = IncumbentVerdict.model_validate(inc)
+    v = inc.verdict
+    ratio = f"mean RMSE ratio {v.mean_ratio:.4f}" if v.mean_ratio is not None else ""
+    if v.promote:
+        out.print(f"new teacher vs current {inc.version}: {ratio} (may replace it)")
     else:
         err.print(
             f"[yellow]new teacher NOT promoted[/]: worse than the current teacher "
-            f"{inc['version']}: " + "; ".join(v["reasons"]) + ". Production is unchanged."
+            f"{inc.version}: " + "; ".join(v.reasons) + ". Production is unchanged."
         )
 
 
 def print_report(rep: dict[str, Any]) -> None:
+    """The cycle report (:func:`wxmodels.pipeline.present.cycle_report`)."""
     t = Table(title=f"{rep['name']}: candidates")
     for col in ("cell", "recipe", "size ratio", "speedup b1"):
         t.add_column(col, no_wrap=True)
@@ -73,7 +66,7 @@ def print_report(rep: dict[str, Any]) -> None:
             c["recipe"],
             f"{c['size_ratio']:.1f}x",
             f"{c['speedup_batch1']:.1f}x" if c["speedup_batch1"] else "-",
-            gate_cell(c["gate"]),
+            gate_cell(c["gate"]["passed"], c["gate"]["reasons"]),
         )
     out.print(t)
     for f in rep["failures"]:

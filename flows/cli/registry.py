@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from flows.cli.common import RegistryOpt, TrustOpt, open_registry, out, print_json, registry_app
+from wxmodels.registry.card import deployable_bytes
 
 
 @registry_app.command("list")
@@ -31,7 +32,7 @@ def registry_list(
                 m["version"],
                 m.get("kind", ""),
                 m.get("recipe_label", ""),
-                str(m.get("metrics", {}).get("size_bytes", "")),
+                str(deployable_bytes(m.get("metrics", {})) or ""),
                 m.get("created_at", ""),
                 ", ".join(tags),
             )

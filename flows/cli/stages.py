@@ -9,6 +9,7 @@ import typer
 
 from flows.cli.common import ConfigOpt, DaskOpt, SetOpt, app, err, load, out, stage_flows
 from flows.cli.present import print_candidates, print_report, print_verdict
+from wxmodels.pipeline.records import Evaluation, MatrixResult, TeacherRecord
 
 WarmOpt = Annotated[
     str | None,
@@ -29,16 +30,15 @@ def ingest(config: ConfigOpt, set_: SetOpt = None) -> None:
     stages, _ = stage_flows()
     rep = stages.ingest_flow(cfg)
     out.print(
-        f"store {rep['store']}: read {rep['read']} of {rep['inputs']} inputs, "
-        f"+{rep['appended']} steps ({rep['skipped']} already present, "
-        f"{len(rep['revised'])} revised), {rep['start']} .. {rep['end']}, version {rep['version']}"
+        f"store {rep.store}: read {rep.read} of {rep.inputs} inputs, "
+        f"+{rep.appended} steps ({rep.skipped} already present, "
+        f"{len(rep.revised)} revised), {rep.start} .. {rep.end}, version {rep.version}"
     )
-    if rep["gap"]:
-        err.print(f"[yellow]{rep['gap']}[/]")
-    if rep["missing"]:
-        shown = ", ".join(rep["missing"][:8])
-        err.print(f"[yellow]missing in the source (kept missing)[/]: {shown}")
-    for p in rep["problems"]:
+    if rep.gap:
+        err.print(f"[yellow]{rep.gap}[/]")
+    if rep.missing:
+        err.print(f"[yellow]missing in the source (kept missing)[/]: {', '.join(rep.missing[:8])}")
+    for p in rep.problems:
         err.print(f"[yellow]left out[/] {p['path']}: {p['reason']}")
 
 
@@ -58,8 +58,8 @@ def train(
     stages, _ = stage_flows()
     rec = stages.train_flow(cfg, ws)
     out.print(
-        f"teacher {rec['id']}: {rec['params']} params, best validation loss "
-        f"{rec['best_val']:.4f} ({rec['dir']})"
+        f"teacher {rec.id}: {rec.params} params, best validation loss "
+        f"{rec.best_val:.4f} ({rec.dir})"
     )
 
 
@@ -79,14 +79,12 @@ def compress(config: ConfigOpt, set_: SetOpt = None, dask_address: DaskOpt = Non
     from flows.state import load_latest
 
     cfg = load(config, set_, dask_address)
-    teacher = load_latest(cfg, "train", "compress")
+    teacher = load_latest(cfg, "train", TeacherRecord, "compress")
     stages, _ = stage_flows()
-    res = stages.compress_flow.with_options(task_runner=dask_runner(cfg.runtime))(
-        cfg, teacher["dir"]
-    )
-    for c in res["cells"]:
-        out.print(f"{c['name']:24s} {c['label']:28s} {c['size_bytes']:>10d} bytes")
-    for n, e in res["failures"].items():
+    res = stages.compress_flow.with_options(task_runner=dask_runner(cfg.runtime))(cfg, teacher.dir)
+    for c in res.cells:
+        out.print(f"{c.name:24s} {c.label:28s} {c.pack_bytes:>10d} bytes packed")
+    for n, e in res.failures.items():
         err.print(f"[red]{n} failed[/]: {e}")
 
 
@@ -97,14 +95,14 @@ def evaluate(config: ConfigOpt, set_: SetOpt = None, dask_address: DaskOpt = Non
     from flows.state import load_latest
 
     cfg = load(config, set_, dask_address)
-    teacher = load_latest(cfg, "train", "evaluate")
-    matrix = load_latest(cfg, "compress", "evaluate")
+    teacher = load_latest(cfg, "train", TeacherRecord, "evaluate")
+    matrix = load_latest(cfg, "compress", MatrixResult, "evaluate")
     stages, _ = stage_flows()
     ev = stages.evaluate_flow.with_options(task_runner=dask_runner(cfg.runtime))(
-        cfg, teacher, matrix["cells"], matrix["failures"]
+        cfg, teacher, matrix
     )
     print_candidates(ev)
-    print_verdict(ev.get("incumbent"))
+    print_verdict(ev.incumbent)
 
 
 @app.command()
@@ -113,12 +111,12 @@ def promote(config: ConfigOpt, set_: SetOpt = None) -> None:
     from flows.state import load_latest
 
     cfg = load(config, set_)
-    teacher = load_latest(cfg, "train", "promote")
-    ev = load_latest(cfg, "evaluate", "promote")
+    teacher = load_latest(cfg, "train", TeacherRecord, "promote")
+    ev = load_latest(cfg, "evaluate", Evaluation, "promote")
     stages, _ = stage_flows()
-    print_verdict(ev.get("incumbent"))
-    for p in stages.promote_flow(cfg, ev, teacher["dir"]):
-        out.print(f"{p['model']}@{p['version']} ({p['cell']}): {', '.join(p['aliases'])}")
+    print_verdict(ev.incumbent)
+    for p in stages.promote_flow(cfg, ev, teacher.dir):
+        out.print(f"{p.model}@{p.version} ({p.cell}): {', '.join(p.aliases)}")
 
 
 @app.command()

@@ -17,6 +17,7 @@ import xarray as xr
 from tests.factories import tiny_cycle_config
 from wxmodels.config.cycle import CycleConfig
 from wxmodels.errors import DataError
+from wxmodels.pipeline.records import Evaluation, MatrixResult, TeacherRecord
 from wxmodels.registry import Registry
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -46,21 +47,21 @@ def test_report_shape(cycle_run):
     names = {c["name"] for c in rep["candidates"]}
     assert names == {"prune", "int8", "distill-int8"}
     for c in rep["candidates"]:
-        assert {"name", "method", "size_bytes", "latency_ms_batch1", "rmse", "acc", "gate"} <= set(
+        assert {"name", "method", "pack_bytes", "latency_ms_batch1", "rmse", "acc", "gate"} <= set(
             c
         )
-        assert c["size_bytes"] > 0 and c["latency_ms_batch1"] > 0
+        assert c["pack_bytes"] > 0 and c["latency_ms_batch1"] > 0
         assert isinstance(c["gate"]["passed"], bool) and isinstance(c["gate"]["reasons"], list)
-    assert rep["teacher_size_bytes"] > 0 and rep["teacher_latency_ms_batch1"] > 0
+    assert rep["teacher_onnx_bytes"] > 0 and rep["teacher_latency_ms_batch1"] > 0
     # the Pareto front: the smallest candidate is always on it (nothing is smaller)
-    smallest = min(rep["candidates"], key=lambda c: c["size_bytes"])
+    smallest = min(rep["candidates"], key=lambda c: c["pack_bytes"])
     assert smallest["pareto"] is True
     assert all(c["relative_rmse"] > 0 for c in rep["candidates"])
     from flows.state import load_latest
 
-    evaluation = load_latest(cfg, "evaluate", "test")
-    assert evaluation["pareto"] == [c["name"] for c in rep["candidates"] if c["pareto"]]
-    assert any(Path(p).name == "pareto.png" and Path(p).exists() for p in evaluation["plots"])
+    evaluation = load_latest(cfg, "evaluate", Evaluation, "test")
+    assert evaluation.pareto == [c["name"] for c in rep["candidates"] if c["pareto"]]
+    assert any(Path(p).name == "pareto.png" and Path(p).exists() for p in evaluation.plots)
     assert set(rep["wall_s"]) >= {"ingest", "train", "compress", "evaluate", "promote"}
 
 
@@ -68,11 +69,11 @@ def test_protected_layer_is_left_alone(cycle_run):
     tmp, cfg, rep = cycle_run
     from flows.state import load_latest
 
-    cells = {c["name"]: c for c in load_latest(cfg, "compress", "test")["cells"]}
-    (protected,) = cells["prune"]["protected"]
+    cells = {c.name: c for c in load_latest(cfg, "compress", MatrixResult, "test").cells}
+    (protected,) = cells["prune"].protected
     sens = json.loads(next((Path(cfg.workdir) / "sensitivity").glob("*.json")).read_text())
     assert protected == max(sens, key=sens.get)
-    assert cells["int8"]["protected"] == []
+    assert cells["int8"].protected == []
 
 
 def test_failing_cell_is_reported_and_others_go_on(cycle_run):
@@ -233,9 +234,9 @@ def test_deployer_forecast_is_the_scored_forecast(cycle_run):
     from wxmodels.pipeline.evaluate import model_forecasts
 
     tmp, cfg, rep = cycle_run
-    ev = load_latest(cfg, "evaluate", "test")
-    scored = {c["name"]: c["onnx"] for c in ev["candidates"]}
-    scored["teacher"] = str(Path(load_latest(cfg, "train", "test")["dir"]) / "model.onnx")
+    ev = load_latest(cfg, "evaluate", Evaluation, "test")
+    scored = {c.name: c.onnx for c in ev.candidates}
+    scored["teacher"] = load_latest(cfg, "train", TeacherRecord, "test").onnx
     # the synthetic variables are not in alphabetical order: a sorted order would show here
     assert cfg.data.variables != sorted(cfg.data.variables)
     setup = None
@@ -352,18 +353,18 @@ def test_worse_retrained_teacher_is_not_promoted(cycle_run):
         net={"linear_init": False},
     )
     teacher = train_flow(worse)
-    assert teacher["id"] != rep["teacher"]["id"] and teacher["parent"] is None
-    evaluation = evaluate_flow(worse, teacher, [])
-    inc = evaluation["incumbent"]
-    assert inc["version"] == aliases["teacher"]
-    assert inc["teacher_id"] == rep["teacher"]["id"]
-    v = inc["verdict"]
-    assert v["promote"] is False
-    assert v["mean_ratio"] > 1 + worse.promote.teacher_tolerance
-    assert any("current teacher" in r for r in v["reasons"])
+    assert teacher.id != rep["teacher"]["id"] and teacher.parent is None
+    evaluation = evaluate_flow(worse, teacher, MatrixResult(cells=[]))
+    inc = evaluation.incumbent
+    assert inc.version == aliases["teacher"]
+    assert inc.teacher_id == rep["teacher"]["id"]
+    v = inc.verdict
+    assert v.promote is False
+    assert v.mean_ratio > 1 + worse.promote.teacher_tolerance
+    assert any("current teacher" in r for r in v.reasons)
     # both teachers are in the scorecard, on the same inits
-    assert {"teacher", "incumbent"} <= set(evaluation["scorecard"])
-    assert promote_flow(worse, evaluation, teacher["dir"]) == []
+    assert {"teacher", "incumbent"} <= set(evaluation.scorecard)
+    assert promote_flow(worse, evaluation, teacher.dir) == []
     assert reg.aliases(cfg.name) == aliases
     assert len(reg.versions(cfg.name)) == n_versions
 
@@ -377,27 +378,27 @@ def test_retrain_warm_starts_from_the_registry_teacher(cycle_run):
     reg = Registry(cfg.promote.registry)
     current = reg.resolve_alias(cfg.name, "teacher")
     more = _with(cfg, **{"data.source": {"days": cfg.data.source.days + 1}})
-    assert ingest_flow(more)["appended"] == 24
+    assert ingest_flow(more).appended == 24
     teacher = train_flow(more)
-    assert teacher["parent"] == rep["teacher"]["id"]
-    assert teacher["parent_version"] == current
-    assert "warm start" in teacher["init"]
-    evaluation = evaluate_flow(more, teacher, [])
-    v = evaluation["incumbent"]["verdict"]
-    assert v["mean_ratio"] is not None and set(v["ratios"]) == set(more.data.variables)
-    promoted = promote_flow(more, evaluation, teacher["dir"])
-    if v["promote"]:
-        (t,) = [p for p in promoted if p["kind"] == "teacher"]
-        man = reg.manifest(f"{cfg.name}@{t['version']}")
+    assert teacher.parent == rep["teacher"]["id"]
+    assert teacher.parent_version == current
+    assert "warm start" in teacher.init
+    evaluation = evaluate_flow(more, teacher, MatrixResult(cells=[]))
+    v = evaluation.incumbent.verdict
+    assert v.mean_ratio is not None and set(v.ratios) == set(more.data.variables)
+    promoted = promote_flow(more, evaluation, teacher.dir)
+    if v.promote:
+        (t,) = [p for p in promoted if p.kind == "teacher"]
+        man = reg.manifest(f"{cfg.name}@{t.version}")
         assert man["lineage"]["teacher_parent"] == rep["teacher"]["id"]
         assert man["lineage"]["teacher_parent_version"] == current
-        assert reg.resolve_alias(cfg.name, "teacher") == t["version"]
+        assert reg.resolve_alias(cfg.name, "teacher") == t.version
     else:
         assert promoted == [] and reg.resolve_alias(cfg.name, "teacher") == current
 
 
 def test_cli_warm_start_reference_is_pulled_and_verified(cycle_run):
-    from flows.cli import _resolve_warm_start
+    from flows.cli.stages import _resolve_warm_start
     from wxmodels.pipeline.teacher import _parent
 
     _, cfg, rep = cycle_run

@@ -44,13 +44,13 @@ def test_landing_directory_one_day_per_run(shared_data, tmp_path, prefect_server
     for day in (1, 2, 3):
         _deliver_day(src, landing, day)
         rep = ingest_flow(cfg)
-        assert rep["appended"] == 24
-        assert rep["start"][:10] == "2017-01-01"
-        assert rep["end"] == f"2017-01-{day:02d} 23:00:00"
-        assert rep["read"] == 6
+        assert rep.appended == 24
+        assert rep.start[:10] == "2017-01-01"
+        assert rep.end == f"2017-01-{day:02d} 23:00:00"
+        assert rep.read == 6
         assert len(list((landing / "ingested").glob("*.nc"))) == 6 * day
     rep = ingest_flow(cfg)  # a run with nothing delivered
-    assert (rep["appended"], rep["read"]) == (0, 0)
+    assert (rep.appended, rep.read) == (0, 0)
     # the store's writer lock has its companion in Prefect: one slot, free again
     from prefect.client.orchestration import get_client
 

@@ -23,35 +23,35 @@ VARS = ["2m_temperature", "10m_u_component_of_wind"]
 def test_equal_or_better_is_promoted(tmp_path):
     cfg = _cfg(tmp_path)
     same = compare_teachers(_entry(dict.fromkeys(VARS, 1.0)), _entry(dict.fromkeys(VARS, 1.0)), cfg)
-    assert same["promote"] and same["mean_ratio"] == pytest.approx(1.0) and not same["reasons"]
+    assert same.promote and same.mean_ratio == pytest.approx(1.0) and not same.reasons
     better = compare_teachers(
         _entry(dict.fromkeys(VARS, 0.9)), _entry(dict.fromkeys(VARS, 1.0)), cfg
     )
-    assert better["promote"] and better["mean_ratio"] == pytest.approx(0.9)
+    assert better.promote and better.mean_ratio == pytest.approx(0.9)
 
 
 def test_worse_beyond_tolerance_is_refused_with_the_reason(tmp_path):
     cfg = _cfg(tmp_path, teacher_tolerance=0.02)
     v = compare_teachers(_entry(dict.fromkeys(VARS, 1.05)), _entry(dict.fromkeys(VARS, 1.0)), cfg)
-    assert not v["promote"] and v["mean_ratio"] == pytest.approx(1.05)
-    assert "tolerance" in v["reasons"][0]
+    assert not v.promote and v.mean_ratio == pytest.approx(1.05)
+    assert "tolerance" in v.reasons[0]
     within = compare_teachers(
         _entry(dict.fromkeys(VARS, 1.01)), _entry(dict.fromkeys(VARS, 1.0)), cfg
     )
-    assert within["promote"]
+    assert within.promote
 
 
 def test_one_variable_much_worse_is_refused_even_if_the_mean_is_fine(tmp_path):
     cfg = _cfg(tmp_path, teacher_tolerance=0.05, teacher_max_regression=0.10)
     new = _entry({VARS[0]: 0.85, VARS[1]: 1.15})
     v = compare_teachers(new, _entry(dict.fromkeys(VARS, 1.0)), cfg)
-    assert v["mean_ratio"] == pytest.approx(1.0)
-    assert not v["promote"] and v["worst"]["variable"] == VARS[1]
-    assert "1.150x" in v["reasons"][0]
+    assert v.mean_ratio == pytest.approx(1.0)
+    assert not v.promote and v.worst["variable"] == VARS[1]
+    assert "1.150x" in v.reasons[0]
 
 
 def test_missing_or_nan_scores_block_the_promotion(tmp_path):
     cfg = _cfg(tmp_path)
     new = _entry(dict.fromkeys(VARS, 1.0))
     new["rmse"][VARS[0]]["6"] = float("nan")
-    assert not compare_teachers(new, _entry(dict.fromkeys(VARS, 1.0)), cfg)["promote"]
+    assert not compare_teachers(new, _entry(dict.fromkeys(VARS, 1.0)), cfg).promote

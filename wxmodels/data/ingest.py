@@ -8,9 +8,7 @@ their reason while the rest of the batch goes on.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,32 +19,36 @@ from wxmodels.data.sources import Problem, Source, make_source
 from wxmodels.data.store import Store
 from wxmodels.data.validate import validate
 from wxmodels.errors import DataError, GapError, IngestError
+from wxmodels.record import Record
 
 __all__ = ["IngestReport", "ingest", "read_static_fields"]
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class IngestReport:
-    """What an ingest run did (JSON-able)."""
+class IngestReport(Record):
+    """What an ingest run did."""
 
     store: str
     version: str | None
     appended: int
+    """Steps appended."""
     skipped: int
+    """Steps offered again with the same values."""
     start: str | None
     end: str | None
+    """The store's range after the run."""
     inputs: int
+    """Inputs the source lists."""
     read: int
-    problems: list[dict[str, str]] = field(default_factory=list)
-    revised: list[str] = field(default_factory=list)
+    """Inputs read (new or changed)."""
+    problems: list[dict[str, str]] = []
+    """Inputs left out: ``{path, reason}``."""
+    revised: list[str] = []
     gap: str | None = None
-    missing: list[str] = field(default_factory=list)
+    missing: list[str] = []
     offered: list[str] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    """The first and last time the source offered."""
 
 
 def read_static_fields(cfg: DataConfig, like: xr.Dataset) -> dict[str, np.ndarray]:
@@ -155,15 +157,15 @@ def _ingest_locked(cfg: DataConfig, store: Store) -> IngestReport:
     if not todo:
         log.info("ingest %s: nothing new among %d inputs", store.url, len(refs))
         return IngestReport(
-            store.url,
-            commit.version if commit else None,
-            0,
-            0,
-            commit.start if commit else None,
-            commit.end if commit else None,
-            len(refs),
-            0,
-            held,
+            store=store.url,
+            version=commit.version if commit else None,
+            appended=0,
+            skipped=0,
+            start=commit.start if commit else None,
+            end=commit.end if commit else None,
+            inputs=len(refs),
+            read=0,
+            problems=held,
         )
     after = np.datetime64(pd.Timestamp(commit.end)) if commit else None
     # inputs of this store used to hold every variable: one that lacks some is defective
@@ -195,15 +197,15 @@ def _ingest_locked(cfg: DataConfig, store: Store) -> IngestReport:
             # everything new waits for missing steps: a state to report, not a failed run
             log.warning("ingest %s: %s", store.url, e)
             waiting = IngestReport(
-                store.url,
-                commit.version if commit else None,
-                0,
-                0,
-                commit.start if commit else None,
-                commit.end if commit else None,
-                len(refs),
-                len(todo),
-                [asdict(p) | {"fingerprint": ""} for p in problems] + held,
+                store=store.url,
+                version=commit.version if commit else None,
+                appended=0,
+                skipped=0,
+                start=commit.start if commit else None,
+                end=commit.end if commit else None,
+                inputs=len(refs),
+                read=len(todo),
+                problems=[{"path": p.path, "reason": p.reason} for p in problems] + held,
                 gap=str(e),
                 offered=[str(pd.Timestamp(times[0])), str(pd.Timestamp(times[-1]))],
             )
@@ -245,19 +247,19 @@ def _ingest_locked(cfg: DataConfig, store: Store) -> IngestReport:
             store.write_commit(commit)
         src.done(list(done))
         report = IngestReport(
-            store.url,
-            store.version(),
-            rep.appended,
-            rep.skipped,
-            rep.start,
-            rep.end,
-            len(refs),
-            len(todo),
-            [asdict(p) | {"fingerprint": ""} for p in problems] + held,
-            rep.revised,
-            rep.gap,
-            rep.missing,
-            [str(pd.Timestamp(times[0])), str(pd.Timestamp(times[-1]))],
+            store=store.url,
+            version=store.version(),
+            appended=rep.appended,
+            skipped=rep.skipped,
+            start=rep.start,
+            end=rep.end,
+            inputs=len(refs),
+            read=len(todo),
+            problems=[{"path": p.path, "reason": p.reason} for p in problems] + held,
+            revised=rep.revised,
+            gap=rep.gap,
+            missing=rep.missing,
+            offered=[str(pd.Timestamp(times[0])), str(pd.Timestamp(times[-1]))],
         )
         log.info(
             "ingest %s: +%d steps (%d already present, %d revised), %s..%s (was ..%s), version %s",
@@ -282,6 +284,4 @@ def _ingest_locked(cfg: DataConfig, store: Store) -> IngestReport:
             f"no usable input among {len(todo)} new input(s); first problem: "
             f"{first.path}: {first.reason}"
         )
-    for p in report.problems:
-        p.pop("fingerprint", None)
     return report

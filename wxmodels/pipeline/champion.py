@@ -25,6 +25,7 @@ import numpy as np
 
 from wxmodels.config.cycle import CycleConfig
 from wxmodels.errors import RegistryError
+from wxmodels.pipeline.records import Incumbent, TeacherRecord, Verdict
 from wxmodels.registry.core import MANIFEST, Registry
 
 __all__ = [
@@ -60,7 +61,7 @@ def pull_cached(cfg: CycleConfig, ref: str) -> Path:
     return dest
 
 
-def incumbent(cfg: CycleConfig) -> dict[str, Any] | None:
+def incumbent(cfg: CycleConfig) -> Incumbent | None:
     """The current ``teacher`` of ``cfg.name`` in the registry, pulled into the workdir.
 
     Returns ``{version, dir, onnx, teacher_id, store_version, net}`` or ``None`` when the
@@ -78,51 +79,48 @@ def incumbent(cfg: CycleConfig) -> dict[str, Any] | None:
             f"{cfg.name}@{ALIAS} points at {version}, which is a {man.get('kind')!r}, not a teacher"
         )
     spec = json.loads((dest / "model.json").read_text())["_data"]
-    return {
-        "version": version,
-        "dir": str(dest),
-        "onnx": str(dest / "model.onnx"),
-        "teacher_id": man["lineage"]["teacher"],
-        "store_version": man["lineage"]["store_version"],
-        "net": spec["net"],
-        "variables": spec["variables"],
-        "grid": [len(spec["lat"]), len(spec["lon"])],
-    }
+    return Incumbent(
+        version=version,
+        dir=str(dest),
+        onnx=str(dest / "model.onnx"),
+        teacher_id=man["lineage"]["teacher"],
+        store_version=man["lineage"]["store_version"],
+        net=spec["net"],
+        variables=spec["variables"],
+        grid=(len(spec["lat"]), len(spec["lon"])),
+    )
 
 
 def warm_start_source(
     cfg: CycleConfig, store_version: str, variables: list[str], grid: tuple[int, int]
-) -> tuple[dict[str, Any] | None, str]:
+) -> tuple[Incumbent | None, str]:
     """``(incumbent or None, why)``: whether a retrain warm-starts from the registry teacher."""
     if cfg.train.init == "scratch":
         return None, "training from scratch (train.init=scratch)"
     inc = incumbent(cfg)
     if inc is None:
         return None, "the registry has no teacher yet: training from scratch"
-    if inc["store_version"] == store_version:
+    if inc.store_version == store_version:
         return None, (
-            f"the store has not moved since teacher {inc['version']} was trained: "
+            f"the store has not moved since teacher {inc.version} was trained: "
             "no warm start (the same teacher is reused or retrained from scratch)"
         )
-    if inc["net"] != cfg.net.model_dump() or inc["variables"] != list(variables):
+    if inc.net != cfg.net.model_dump() or inc.variables != list(variables):
         return None, (
-            f"teacher {inc['version']} has another architecture or variables than the config: "
+            f"teacher {inc.version} has another architecture or variables than the config: "
             "training from scratch"
         )
-    if list(inc["grid"]) != list(grid):
-        return None, f"teacher {inc['version']} is on another grid: training from scratch"
-    return inc, f"warm start from {cfg.name}@{inc['version']} (teacher {inc['teacher_id']})"
+    if list(inc.grid) != list(grid):
+        return None, f"teacher {inc.version} is on another grid: training from scratch"
+    return inc, f"warm start from {cfg.name}@{inc.version} (teacher {inc.teacher_id})"
 
 
 def compare_teachers(
     challenger: dict[str, Any],
     champion: dict[str, Any],
     cfg: CycleConfig,
-) -> dict[str, Any]:
-    """The promotion rule on two scorecard entries (``{"rmse": {var: {lead: x}}}``).
-
-    Returns ``{promote, mean_ratio, worst: {variable, lead_h, ratio}, reasons, ratios}``.
-    """
+) -> Verdict:
+    """The promotion rule on two scorecard entries (``{"rmse": {var: {lead: x}}}``)."""
     variables = cfg.gates.variables or list(challenger["rmse"])
     leads = [str(h) for h in (cfg.gates.leads_h or cfg.evaluate.leads_h)]
     ratios: dict[str, dict[str, float]] = {}
@@ -136,13 +134,7 @@ def compare_teachers(
                 ratios.setdefault(v, {})[lead] = float(new / old)
     flat = [(r, v, lead) for v, d in ratios.items() for lead, r in d.items()]
     if not flat:
-        return {
-            "promote": True,
-            "mean_ratio": None,
-            "worst": None,
-            "ratios": {},
-            "reasons": ["nothing to compare on"],
-        }
+        return Verdict(promote=True, reasons=["nothing to compare on"])
     mean = float(np.mean([r for r, _, _ in flat]))
     worst_r, worst_v, worst_l = max(flat)
     tol = cfg.promote.teacher_tolerance
@@ -155,52 +147,44 @@ def compare_teachers(
             f"{worst_v} at {worst_l} h: RMSE {worst_r:.3f}x the current teacher's "
             f"(max regression {cap:g})"
         )
-    return {
-        "promote": not reasons,
-        "mean_ratio": mean,
-        "worst": {"variable": worst_v, "lead_h": worst_l, "ratio": worst_r},
-        "ratios": ratios,
-        "reasons": reasons,
-    }
+    return Verdict(
+        promote=not reasons,
+        mean_ratio=mean,
+        worst={"variable": worst_v, "lead_h": worst_l, "ratio": worst_r},
+        ratios=ratios,
+        reasons=reasons,
+    )
 
 
-def challenge(cfg: CycleConfig, teacher: dict[str, Any]) -> dict[str, Any] | None:
+def challenge(cfg: CycleConfig, teacher: TeacherRecord) -> Incumbent | None:
     """The incumbent to score beside a newly trained ``teacher`` record, or ``None`` when there
     is none or it is this very teacher. ``comparable`` is false when the two forecast other
     variables or another grid (the new one then stands alone)."""
     inc = incumbent(cfg)
-    if inc is None or inc["teacher_id"] == teacher["id"]:
+    if inc is None or inc.teacher_id == teacher.id:
         return None
-    spec = json.loads((Path(teacher["dir"]) / "torch" / "model.json").read_text())["_data"]
-    inc["comparable"] = inc["variables"] == spec["variables"] and inc["grid"] == [
-        len(spec["lat"]),
-        len(spec["lon"]),
-    ]
-    return inc
+    spec = json.loads((Path(teacher.dir) / "torch" / "model.json").read_text())["_data"]
+    grid = (len(spec["lat"]), len(spec["lon"]))
+    return inc.model_copy(
+        update={"comparable": inc.variables == spec["variables"] and tuple(inc.grid) == grid}
+    )
 
 
 def verdict(
     cfg: CycleConfig,
-    inc: dict[str, Any],
+    inc: Incumbent,
     scorecard: dict[str, Any],
     error: str | None = None,
-) -> dict[str, Any]:
+) -> Verdict:
     """:func:`compare_teachers` on an assembled scorecard (``"teacher"`` vs ``"incumbent"``);
     an incumbent that could not be scored blocks the promotion (nothing is known)."""
-    if not inc.get("comparable", True):
-        return {
-            "promote": True,
-            "mean_ratio": None,
-            "worst": None,
-            "ratios": {},
-            "reasons": [f"not comparable with {inc['version']} (other variables or grid)"],
-        }
+    if not inc.comparable:
+        return Verdict(
+            promote=True, reasons=[f"not comparable with {inc.version} (other variables or grid)"]
+        )
     if error is not None or "incumbent" not in scorecard:
-        return {
-            "promote": False,
-            "mean_ratio": None,
-            "worst": None,
-            "ratios": {},
-            "reasons": [f"the current teacher {inc['version']} could not be scored: {error}"],
-        }
+        return Verdict(
+            promote=False,
+            reasons=[f"the current teacher {inc.version} could not be scored: {error}"],
+        )
     return compare_teachers(scorecard["teacher"], scorecard["incumbent"], cfg)

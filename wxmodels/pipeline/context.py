@@ -16,7 +16,7 @@ from wxmodels.data.fields import Fields, Split, load_fields, make_split
 from wxmodels.data.stats import Climatology
 from wxmodels.data.store import Store
 from wxmodels.nets.forecaster import Forecaster, load_forecaster
-from wxmodels.utils import read_json
+from wxmodels.pipeline.records import TeacherRecord
 
 __all__ = [
     "RunData",
@@ -66,8 +66,8 @@ def clim_all(fields: Fields, clim: Climatology | None) -> np.ndarray | None:
     return clim.select(fields.variables).evaluate(fields.hours, fields.valid)
 
 
-def load_teacher(teacher_dir: str | Path) -> tuple[Forecaster, dict]:
-    rec = read_json(Path(teacher_dir) / "teacher.json")
+def load_teacher(teacher_dir: str | Path) -> tuple[Forecaster, TeacherRecord]:
+    rec = TeacherRecord.load(Path(teacher_dir) / "teacher.json")
     return load_forecaster(Path(teacher_dir) / "torch"), rec
 
 

@@ -17,6 +17,20 @@ from wxmodels.errors import DataError
 from wxmodels.export.onnx import OrtForecaster, measure_latency
 from wxmodels.pipeline import champion
 from wxmodels.pipeline.context import RunData, load_run_data, set_threads
+from wxmodels.pipeline.records import (
+    BaselineScores,
+    Candidate,
+    CellRecord,
+    Evaluation,
+    Failure,
+    Gate,
+    Incumbent,
+    IncumbentVerdict,
+    Latency,
+    ModelScores,
+    TeacherRecord,
+    TeacherSummary,
+)
 from wxmodels.skill import scorecard as scj
 from wxmodels.skill.baselines import fit_linear
 from wxmodels.skill.gates import check_gates, check_latency
@@ -31,7 +45,7 @@ from wxmodels.skill.verify import (
     scorecard,
     truth_at_leads,
 )
-from wxmodels.utils import stable_hash, write_json_atomic
+from wxmodels.utils import stable_hash
 
 __all__ = [
     "assemble",
@@ -170,21 +184,21 @@ def model_forecasts(
     return run_forecasts(model, f, s.inits, s.steps, history=model.history), s
 
 
-def score_model(cfg: CycleConfig, name: str, onnx_path: str) -> dict[str, Any]:
-    """Score one ONNX model (run in onnxruntime) on the test window. Returns JSON scores."""
+def score_model(cfg: CycleConfig, name: str, onnx_path: str) -> ModelScores:
+    """Score one ONNX model (run in onnxruntime) on the test window."""
     t0 = time.perf_counter()
     set_threads(cfg.runtime.torch_threads)
     arr, s = model_forecasts(cfg, onnx_path)
     f = s.run.fields
-    return {
-        "name": name,
+    return ModelScores(
+        name=name,
         **_card(s, {name: as_dataset(arr, f, s.inits, s.steps)}),
-        "n_inits": len(s.inits),
-        "wall_s": time.perf_counter() - t0,
-    }
+        n_inits=len(s.inits),
+        wall_s=time.perf_counter() - t0,
+    )
 
 
-def score_baselines(cfg: CycleConfig) -> dict[str, Any]:
+def score_baselines(cfg: CycleConfig) -> BaselineScores:
     """Persistence, climatology and linear regression on the same inits and leads."""
     s = setup(cfg)
     f = s.run.fields
@@ -200,14 +214,14 @@ def score_baselines(cfg: CycleConfig) -> dict[str, Any]:
         tr = s.run.split.inits(f, "train", history=2, lead_steps=max(s.steps))
         lin = fit_linear(f, call, tr, s.steps)
         fc["linear"] = as_dataset(lin.predict(f, call, s.inits), f, s.inits, s.steps)
-    return {
+    return BaselineScores(
         **_card(s, fc),
-        "n_inits": len(s.inits),
-        "test_window": [str(f.times[s.inits[0]]), str(f.times[s.inits[-1]])],
-    }
+        n_inits=len(s.inits),
+        test_window=(str(f.times[s.inits[0]]), str(f.times[s.inits[-1]])),
+    )
 
 
-def measure_latencies(cfg: CycleConfig, models: dict[str, str]) -> dict[str, dict[str, float]]:
+def measure_latencies(cfg: CycleConfig, models: dict[str, str]) -> dict[str, Latency]:
     """onnxruntime latency (ms, median) at batch 1 and 16 for each model, one after another."""
     run = load_run_data(cfg)
     f = run.fields
@@ -217,99 +231,107 @@ def measure_latencies(cfg: CycleConfig, models: dict[str, str]) -> dict[str, dic
         idx = run.split.inits(f, "val", history=h, lead_steps=1)[:16]
         state = np.stack([f.data[i - h + 1 : i + 1] for i in idx]).astype(np.float32)
         tm = f.hours[idx].astype(np.float32)
-        out[name] = {
-            f"batch{b}_ms": measure_latency(
-                path,
-                state,
-                tm,
-                batch=b,
-                threads=cfg.evaluate.latency_threads,
-                repeats=cfg.evaluate.latency_repeats,
-            )
-            for b in (1, 16)
-        }
+        out[name] = Latency(
+            **{
+                f"batch{b}_ms": measure_latency(
+                    path,
+                    state,
+                    tm,
+                    batch=b,
+                    threads=cfg.evaluate.latency_threads,
+                    repeats=cfg.evaluate.latency_repeats,
+                )
+                for b in (1, 16)
+            }
+        )
     return out
 
 
-def _merge_regions(parts: list[dict[str, Any]]) -> dict[str, xr.DataArray]:
-    names = {r for p in parts for r in p.get("regions", {})}
+def _merge_regions(parts: list[ModelScores | BaselineScores]) -> dict[str, xr.DataArray]:
+    names = {r for p in parts for r in p.regions}
     return {
-        r: scj.merge(*[scj.from_json(p["regions"][r]) for p in parts if r in p.get("regions", {})])
-        for r in names
+        r: scj.merge(*[scj.from_json(p.regions[r]) for p in parts if r in p.regions]) for r in names
     }
 
 
 def assemble(
     cfg: CycleConfig,
-    teacher: dict[str, Any],
-    cells: list[dict[str, Any]],
-    scores: list[dict[str, Any]],
-    baselines: dict[str, Any],
-    latencies: dict[str, dict[str, float]],
+    teacher: TeacherRecord,
+    cells: list[CellRecord],
+    scores: list[ModelScores],
+    baselines: BaselineScores,
+    latencies: dict[str, Latency],
     failures: dict[str, str],
-    incumbent: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+    incumbent: Incumbent | None = None,
+) -> Evaluation:
     """Scorecard of everything, gates for every candidate; written under the workdir.
 
     ``incumbent``: the registry's current teacher (:func:`~wxmodels.pipeline.champion.challenge`),
     scored as ``"incumbent"``; the record then carries the promotion verdict on the new teacher.
     """
     parts = [baselines, *scores]
-    sc = scj.merge(*[scj.from_json(p["scores"]) for p in parts])
+    sc = scj.merge(*[scj.from_json(p.scores) for p in parts])
     regions = _merge_regions(parts)
-    names = {c["name"] for c in cells}
-    candidates = []
+    names = {c.name for c in cells}
+    none = Latency()
+    t_lat = latencies.get("teacher", none)
+    scorecard = scj.to_json(sc)
+    gated = []
     for c in cells:
-        if c["name"] not in sc["model"].values:
+        if c.name not in sc["model"].values:
             continue
         gate = check_gates(
-            sc,
-            c["name"],
-            cfg.gates,
-            parity=c["parity"],
-            parity_gated=c.get("parity_gated", True),
-            regions=regions,
+            sc, c.name, cfg.gates, parity=c.parity, parity_gated=c.parity_gated, regions=regions
         )
-        lat = latencies.get(c["name"], {})
-        gate = check_latency(
-            gate,
-            lat.get("batch1_ms"),
-            latencies.get("teacher", {}).get("batch1_ms"),
-            cfg.gates.max_latency_ratio,
+        lat = latencies.get(c.name, none)
+        gate = check_latency(gate, lat.batch1_ms, t_lat.batch1_ms, cfg.gates.max_latency_ratio)
+        gated.append((c, lat, Gate(**gate.to_dict()), mean_relative_rmse(scorecard, c.name)))
+    # the skill / size / speed front (every objective minimised)
+    front = pareto_front(
+        {
+            c.name: (
+                c.pack_bytes,
+                lat.batch1_ms if lat.batch1_ms is not None else np.inf,
+                rel,
+            )
+            for c, lat, _, rel in gated
+        }
+    )
+    candidates = [
+        Candidate(
+            **c.model_dump(
+                include={
+                    "name",
+                    "id",
+                    "label",
+                    "method",
+                    "onnx",
+                    "dir",
+                    "pack_bytes",
+                    "onnx_bytes",
+                    "params",
+                    "sparsity",
+                    "parity",
+                    "quantization_error",
+                    "climatology_bytes",
+                    "macs",
+                }
+            ),
+            latency_ms_batch1=lat.batch1_ms,
+            latency_ms_batch16=lat.batch16_ms,
+            gate=gate,
+            relative_rmse=rel,
+            pareto=c.name in front,
         )
-        candidates.append(
-            {
-                **{
-                    k: c[k]
-                    for k in (
-                        "name",
-                        "id",
-                        "label",
-                        "method",
-                        "onnx",
-                        "size_bytes",
-                        "params",
-                        "sparsity",
-                        "parity",
-                        "quantization_error",
-                        "dir",
-                    )
-                    if k in c
-                },
-                "climatology_bytes": c.get("climatology_bytes", 0),
-                "macs": c.get("macs"),
-                "latency_ms_batch1": lat.get("batch1_ms"),
-                "latency_ms_batch16": lat.get("batch16_ms"),
-                "gate": gate.to_dict(),
-            }
-        )
+        for c, lat, gate, rel in gated
+    ]
     eid = "e-" + stable_hash(
         {
-            "teacher": teacher["id"],
-            "cells": sorted(c["id"] for c in cells),
+            "teacher": teacher.id,
+            "cells": sorted(c.id for c in cells),
             "gates": cfg.gates.model_dump(),
             "evaluate": cfg.evaluate.model_dump(),
-            "incumbent": incumbent and incumbent["version"],
+            "incumbent": incumbent and incumbent.version,
         },
         12,
     )
@@ -317,73 +339,60 @@ def assemble(
     out.mkdir(parents=True, exist_ok=True)
     full = xr.concat([sc, *regions.values()], dim=xr.Variable("region", ["all", *regions]))
     full.to_dataset(name="score").to_netcdf(out / "scorecard.nc")
-    record = {
-        "id": eid,
-        "dir": str(out),
-        "teacher": {
-            "id": teacher["id"],
-            "onnx": str(Path(teacher["dir"]) / "model.onnx"),
-            "size_bytes": teacher["onnx_size_bytes"],
-            "params": teacher["params"],
-            "climatology_bytes": teacher.get("climatology_bytes", 0),
-            "latency_ms_batch1": latencies.get("teacher", {}).get("batch1_ms"),
-            "latency_ms_batch16": latencies.get("teacher", {}).get("batch16_ms"),
-        },
-        "test_window": baselines["test_window"],
-        "n_inits": baselines["n_inits"],
-        "scorecard": scj.to_json(sc),
-        "regions": {r: scj.to_json(card) for r, card in regions.items()},
-        "candidates": candidates,
-        "failures": [
-            {"name": n, "error": e}
-            for n, e in failures.items()
-            if n not in names and n != "incumbent"
-        ],
-    }
+    inc = None
     if incumbent is not None:
-        record["incumbent"] = {
-            **{k: incumbent[k] for k in ("version", "teacher_id", "store_version", "comparable")},
-            "verdict": champion.verdict(
-                cfg, incumbent, record["scorecard"], failures.get("incumbent")
-            ),
-        }
+        inc = IncumbentVerdict(
+            version=incumbent.version,
+            teacher_id=incumbent.teacher_id,
+            store_version=incumbent.store_version,
+            comparable=incumbent.comparable,
+            verdict=champion.verdict(cfg, incumbent, scorecard, failures.get("incumbent")),
+        )
     from wxmodels.skill.plots import plot_heatmap, plot_pareto, plot_skill_vs_lead
 
-    # the skill / size / speed front (every objective minimised)
-    for c in candidates:
-        c["relative_rmse"] = mean_relative_rmse(record["scorecard"], c["name"])
-    record["pareto"] = pareto_front(
-        {
-            c["name"]: (
-                c["size_bytes"],
-                c["latency_ms_batch1"] if c["latency_ms_batch1"] is not None else np.inf,
-                c["relative_rmse"],
-            )
-            for c in candidates
-        }
-    )
-    for c in candidates:
-        c["pareto"] = c["name"] in record["pareto"]
-
-    record["plots"] = [
+    plots = [
         str(plot_skill_vs_lead(sc, out / "rmse_vs_lead.png", "rmse")),
         str(plot_skill_vs_lead(sc, out / "acc_vs_lead.png", "acc")),
     ]
     if candidates:
-        record["plots"].append(
-            str(plot_heatmap(sc, [c["name"] for c in candidates], out / "scorecard_heatmap.png"))
+        plots.append(
+            str(plot_heatmap(sc, [c.name for c in candidates], out / "scorecard_heatmap.png"))
         )
         rows = [
             {
-                "name": c["name"],
-                "size_bytes": float(c["size_bytes"]),
-                "relative_rmse": c["relative_rmse"],
-                "passed": c["gate"]["passed"],
+                "name": c.name,
+                "pack_bytes": float(c.pack_bytes),
+                "relative_rmse": c.relative_rmse,
+                "passed": c.gate.passed,
             }
             for c in candidates
         ]
-        record["plots"].append(
-            str(plot_pareto(rows, record["pareto"], out / "pareto.png", teacher["onnx_size_bytes"]))
-        )
-    write_json_atomic(out / "evaluation.json", record)
+        plots.append(str(plot_pareto(rows, front, out / "pareto.png", teacher.onnx_bytes)))
+    record = Evaluation(
+        id=eid,
+        dir=str(out),
+        teacher=TeacherSummary(
+            id=teacher.id,
+            onnx=teacher.onnx,
+            onnx_bytes=teacher.onnx_bytes,
+            params=teacher.params,
+            climatology_bytes=teacher.climatology_bytes,
+            latency_ms_batch1=t_lat.batch1_ms,
+            latency_ms_batch16=t_lat.batch16_ms,
+        ),
+        test_window=baselines.test_window,
+        n_inits=baselines.n_inits,
+        scorecard=scorecard,
+        regions={r: scj.to_json(card) for r, card in regions.items()},
+        candidates=candidates,
+        failures=[
+            Failure(name=n, error=e)
+            for n, e in failures.items()
+            if n not in names and n != "incumbent"
+        ],
+        incumbent=inc,
+        pareto=front,
+        plots=plots,
+    )
+    record.write(out / "evaluation.json")
     return record

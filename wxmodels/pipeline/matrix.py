@@ -8,7 +8,6 @@ import shutil
 import time
 import traceback
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -29,26 +28,20 @@ from wxmodels.pipeline.context import (
     model_climatology,
     set_threads,
 )
+from wxmodels.pipeline.records import CellRecord, TeacherRecord
 from wxmodels.utils import code_version, derive_seed, read_json, stable_hash, write_json_atomic
 
-__all__ = ["build_cell", "cell_id", "get_cell"]
+__all__ = ["build_cell", "cell_id"]
 
 log = logging.getLogger(__name__)
 
 
-def get_cell(cfg: CycleConfig, name: str) -> CellConfig:
-    for c in cfg.compress.cells:
-        if c.name == name:
-            return c
-    raise KeyError(f"no cell {name!r}; cells: {[c.name for c in cfg.compress.cells]}")
-
-
-def cell_id(cfg: CycleConfig, cell: CellConfig, teacher: dict[str, Any]) -> str:
+def cell_id(cfg: CycleConfig, cell: CellConfig, teacher: TeacherRecord) -> str:
     """Stable id: teacher version, store version, cell config, budgets and code version."""
     return "c-" + stable_hash(
         {
-            "teacher": teacher["id"],
-            "store": teacher["store_version"],
+            "teacher": teacher.id,
+            "store": teacher.store_version,
             "cell": cell.model_dump(),
             "budget": cfg.compress.max_minutes_per_fit,
             "train": cfg.train.model_dump(),
@@ -72,10 +65,10 @@ def _sparsity(model: Forecaster) -> float:
 
 
 def _sensitivity(
-    cfg: CycleConfig, teacher: Forecaster, trec: dict[str, Any], ctx: CompressContext
+    cfg: CycleConfig, teacher: Forecaster, trec: TeacherRecord, ctx: CompressContext
 ) -> dict[str, float]:
     """The teacher's per-layer sensitivity, computed once per teacher and shared by cells."""
-    path = Path(cfg.workdir) / "sensitivity" / f"{trec['id']}.json"
+    path = Path(cfg.workdir) / "sensitivity" / f"{trec.id}.json"
     if path.exists():
         return read_json(path)
     sens = layer_sensitivity(teacher, ctx)
@@ -83,19 +76,24 @@ def _sensitivity(
     return sens
 
 
-def build_cell(cfg: CycleConfig, name: str, teacher_dir: str) -> dict[str, Any]:
-    """Build (or reuse) the cell ``name``; returns its record (written to ``cell.json``).
+def build_cell(cfg: CycleConfig, cell: CellConfig, teacher_dir: str) -> CellRecord:
+    """Build (or reuse) ``cell`` from the teacher in ``teacher_dir``; returns its record
+    (written to ``cell.json``).
 
     Failures raise; the caller reports them and lets the other cells go on.
     """
     t0 = time.perf_counter()
-    cell = get_cell(cfg, name)
+    name = cell.name
     teacher, trec = load_teacher(teacher_dir)
     cid = cell_id(cfg, cell, trec)
     out = Path(cfg.workdir) / "candidates" / cid
     if cfg.compress.reuse and (out / "cell.json").exists():
-        log.info("cell %s (%s) already built: reusing", name, cid)
-        return read_json(out / "cell.json")
+        try:
+            rec = CellRecord.load(out / "cell.json")
+            log.info("cell %s (%s) already built: reusing", name, cid)
+            return rec
+        except ValueError as e:
+            log.warning("cell %s: unreadable record (%s); building it again", cid, e)
     set_threads(cfg.runtime.torch_threads)
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -144,47 +142,45 @@ def build_cell(cfg: CycleConfig, name: str, teacher_dir: str) -> dict[str, Any]:
         final = fp32.rename(tmp / "model.onnx")
         parity = parity_fp32
     packed = pack_onnx(final, tmp / "model.wxpack")
-    record = {
-        "name": name,
-        "id": cid,
-        "label": cell.label,
-        "method": cell.steps[0].method if len(cell.steps) == 1 else cell.label,
-        "steps": [s.model_dump() for s in cell.steps],
-        "teacher": trec["id"],
-        "store_version": trec["store_version"],
-        "dir": str(out),
-        "onnx": str(out / "model.onnx"),
+    record = CellRecord(
+        name=name,
+        id=cid,
+        label=cell.label,
+        method=cell.steps[0].method if len(cell.steps) == 1 else cell.label,
+        steps=[s.model_dump() for s in cell.steps],
+        teacher=trec.id,
+        store_version=trec.store_version,
+        dir=str(out),
+        onnx=str(out / "model.onnx"),
         # deployable size: the pack (sparse / codebook weights, entropy-coded), which
         # unpacks to exactly this ONNX file
-        "size_bytes": packed["bytes"],
-        "onnx_bytes": final.stat().st_size,
-        "packing": packed["encodings"],
-        "climatology_bytes": 0,
-        "params": model.n_params(),
-        "sparsity": _sparsity(model),
-        "protected": protected,
-        "macs": count_macs(model),
-        "history": model.history,
-        "parity": parity_fp32,
-        "quantization_error": parity if onnx_step is not None else None,
-        "parity_gated": True,
-        "seed": seed,
-        "code_version": code_version(),
-        "wall_s": time.perf_counter() - t0,
-    }
-    if clim is not None:
-        record["climatology_bytes"] = (tmp / "climatology.nc").stat().st_size
-    write_json_atomic(tmp / "cell.json", record)
+        pack_bytes=packed["bytes"],
+        onnx_bytes=final.stat().st_size,
+        packing=packed["encodings"],
+        climatology_bytes=(tmp / "climatology.nc").stat().st_size if clim is not None else 0,
+        params=model.n_params(),
+        sparsity=_sparsity(model),
+        protected=protected,
+        macs=count_macs(model),
+        history=model.history,
+        parity=parity_fp32,
+        quantization_error=parity if onnx_step is not None else None,
+        parity_gated=True,
+        seed=seed,
+        code_version=code_version(),
+        wall_s=time.perf_counter() - t0,
+    )
+    record.write(tmp / "cell.json")
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
     log.info(
         "cell %s: %d params, %d bytes, parity %.2g (%.0f s)",
         name,
-        record["params"],
-        record["size_bytes"],
+        record.params,
+        record.pack_bytes,
         parity_fp32,
-        record["wall_s"],
+        record.wall_s,
     )
     return record
 

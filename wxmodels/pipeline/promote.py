@@ -13,17 +13,25 @@ import onnx
 from wxmodels.compress.registry import get_method
 from wxmodels.config.cycle import CycleConfig
 from wxmodels.export.io import ModelIO
+from wxmodels.pipeline.records import (
+    Candidate,
+    CellRecord,
+    Evaluation,
+    Gate,
+    Promotion,
+    TeacherRecord,
+)
 from wxmodels.registry.card import model_card
 from wxmodels.registry.core import Registry
 from wxmodels.skill.pareto import mean_relative_rmse
-from wxmodels.utils import code_version, git_commit, package_versions, read_json
+from wxmodels.utils import code_version, git_commit, package_versions
 
 __all__ = ["promote", "select_winners"]
 
 log = logging.getLogger(__name__)
 
 
-def select_winners(evaluation: dict[str, Any], cfg: CycleConfig) -> dict[str, str]:
+def select_winners(evaluation: Evaluation, cfg: CycleConfig) -> dict[str, str]:
     """``{profile: candidate name}``.
 
     * ``edge``: the smallest deployable artifact among candidates that pass the gates;
@@ -32,22 +40,22 @@ def select_winners(evaluation: dict[str, Any], cfg: CycleConfig) -> dict[str, st
       throughput; latencies within 10 % of the fastest count as a tie (timing noise), broken
       by skill, so that the alias does not flap between equally fast models.
     """
-    passing = [c for c in evaluation["candidates"] if c["gate"]["passed"]]
+    passing = [c for c in evaluation.candidates if c.gate.passed]
     if not passing:
         return {}
-    sc = evaluation["scorecard"]
-    edge = min(passing, key=lambda c: (c["size_bytes"], c["name"]))
-    skill = {c["name"]: mean_relative_rmse(sc, c["name"]) for c in passing}
+    sc = evaluation.scorecard
+    edge = min(passing, key=lambda c: (c.pack_bytes, c.name))
+    skill = {c.name: mean_relative_rmse(sc, c.name) for c in passing}
     best = min(skill.values())
-    near = [c for c in passing if skill[c["name"]] <= best + cfg.promote.hpc_max_rmse_increase]
+    near = [c for c in passing if skill[c.name] <= best + cfg.promote.hpc_max_rmse_increase]
 
-    def lat(c: dict[str, Any]) -> float:
-        return c.get("latency_ms_batch16") or float("inf")
+    def lat(c: Candidate) -> float:
+        return c.latency_ms_batch16 or float("inf")
 
     fastest = min(lat(c) for c in near)
     ties = [c for c in near if lat(c) <= 1.10 * fastest]
-    hpc = min(ties, key=lambda c: (skill[c["name"]], c["name"]))
-    return {"edge": edge["name"], "hpc": hpc["name"]}
+    hpc = min(ties, key=lambda c: (skill[c.name], c.name))
+    return {"edge": edge.name, "hpc": hpc.name}
 
 
 def _signature(onnx_path: Path, spec: dict[str, Any]) -> dict[str, Any]:
@@ -85,10 +93,10 @@ def _publish(
     key: str,
     src_dir: Path,
     onnx_path: Path,
-    evaluation: dict[str, Any],
-    teacher: dict[str, Any],
+    evaluation: Evaluation,
+    teacher: TeacherRecord,
     metrics: dict[str, Any],
-    gate: dict[str, Any],
+    gate: Gate,
     recipe: list,
     label: str,
     run: str,
@@ -114,21 +122,21 @@ def _publish(
         "recipe_label": label,
         "cell": key,
         "metrics": metrics,
-        "gates": gate,
+        "gates": gate.model_dump(),
         "scorecard": {
-            m: evaluation["scorecard"][m]
+            m: evaluation.scorecard[m]
             for m in (key, "teacher", "persistence", "climatology", "linear")
-            if m in evaluation["scorecard"]
+            if m in evaluation.scorecard
         },
         "lineage": {
-            "store_url": teacher["store_url"],
-            "store_version": teacher["store_version"],
-            "time_range": teacher["store_range"],
-            "train_window": teacher["split"]["train"],
-            "test_window": evaluation["test_window"],
-            "teacher": teacher["id"],
-            "teacher_parent": teacher.get("parent"),
-            "teacher_parent_version": teacher.get("parent_version"),
+            "store_url": teacher.store_url,
+            "store_version": teacher.store_version,
+            "time_range": list(teacher.store_range),
+            "train_window": teacher.split["train"],
+            "test_window": list(evaluation.test_window),
+            "teacher": teacher.id,
+            "teacher_parent": teacher.parent,
+            "teacher_parent_version": teacher.parent_version,
             "code_version": code_version(),
             "git_commit": git_commit(),
             "packages": package_versions(),
@@ -137,7 +145,7 @@ def _publish(
     }
     with tempfile.TemporaryDirectory() as tmp:
         card = Path(tmp) / "card.md"
-        card.write_text(model_card(manifest, evaluation["scorecard"], key))
+        card.write_text(model_card(manifest, evaluation.scorecard, key))
         sc = Path(tmp) / "scorecard.json"
         sc.write_text(json.dumps(manifest["scorecard"], indent=1))
         files = {
@@ -153,38 +161,36 @@ def _publish(
         if (src_dir / "climatology.nc").exists():  # the model's input climatology
             files["climatology.nc"] = src_dir / "climatology.nc"
             identity.append("climatology.nc")
-        for p in evaluation.get("plots", []):
+        for p in evaluation.plots:
             files[Path(p).name] = Path(p)
         # the version is the model's identity: a re-run that re-measures the card reuses it
         return reg.publish(cfg.name, files, manifest, identity=identity)
 
 
 def promote(
-    cfg: CycleConfig, evaluation: dict[str, Any], teacher_dir: str, *, run: str = ""
-) -> list[dict[str, Any]]:
+    cfg: CycleConfig, evaluation: Evaluation, teacher_dir: str, *, run: str = ""
+) -> list[Promotion]:
     """Publish the teacher and the profile winners; move aliases that change.
 
     When the evaluation scored the registry's current teacher and the new one is worse
     (:func:`~wxmodels.pipeline.champion.compare_teachers`), nothing is published.
-
-    Returns ``[{model, version, aliases, kind, cell}]`` for what was promoted.
     """
     reg = Registry.for_config(cfg.promote)
-    teacher = read_json(Path(teacher_dir) / "teacher.json")
-    promoted: list[dict[str, Any]] = []
-    inc = evaluation.get("incumbent")
-    if inc is not None and not inc["verdict"]["promote"]:
+    teacher = TeacherRecord.load(Path(teacher_dir) / "teacher.json")
+    inc = evaluation.incumbent
+    if inc is not None and not inc.verdict.promote:
         # the new teacher is worse than production's: keep it, and everything derived from it
         # (its students were gated against a worse reference) out of the registry
         log.warning(
             "teacher %s is not promoted: %s. The current teacher %s@%s and the edge/hpc "
             "aliases are kept.",
-            teacher["id"],
-            "; ".join(inc["verdict"]["reasons"]),
+            teacher.id,
+            "; ".join(inc.verdict.reasons),
             cfg.name,
-            inc["version"],
+            inc.version,
         )
-        return promoted
+        return []
+    entries: dict[str, dict[str, Any]] = {}  # version -> fields of its Promotion
 
     def move(alias: str, version: str, why: str) -> bool:
         if reg.resolve_alias(cfg.name, alias) == version:
@@ -192,8 +198,18 @@ def promote(
         reg.set_alias(cfg.name, alias, version, reason=why, run=run)
         return True
 
+    def record(version: str, kind: str, cell: str, alias: str, moved: bool) -> None:
+        e = entries.setdefault(
+            version,
+            {"model": cfg.name, "version": version, "kind": kind, "cell": cell},
+        )
+        e.setdefault("aliases", []).append(alias)
+        e.setdefault("moved", [])
+        if moved:
+            e["moved"].append(alias)
+
     if cfg.promote.promote_teacher:
-        tinfo = evaluation["teacher"]
+        t = evaluation.teacher
         v = _publish(
             reg,
             cfg,
@@ -204,78 +220,51 @@ def promote(
             evaluation=evaluation,
             teacher=teacher,
             metrics={
-                k: tinfo.get(k)
-                for k in ("size_bytes", "params", "latency_ms_batch1", "latency_ms_batch16")
+                "onnx_bytes": t.onnx_bytes,
+                "params": t.params,
+                "latency_ms_batch1": t.latency_ms_batch1,
+                "latency_ms_batch16": t.latency_ms_batch16,
             },
-            gate={"passed": True, "reasons": []},
+            gate=Gate(passed=True),
             recipe=[],
             label="teacher",
             run=run,
         )
-        moved = move(
-            "teacher", v, f"teacher {teacher['id']} trained on store {teacher['store_version']}"
-        )
-        promoted.append(
-            {
-                "model": cfg.name,
-                "version": v,
-                "kind": "teacher",
-                "cell": "teacher",
-                "aliases": ["teacher"],
-                "moved": ["teacher"] if moved else [],
-            }
-        )
+        why = f"teacher {teacher.id} trained on store {teacher.store_version}"
+        record(v, "teacher", "teacher", "teacher", move("teacher", v, why))
     winners = select_winners(evaluation, cfg)
-    by_name = {c["name"]: c for c in evaluation["candidates"]}
     published: dict[str, str] = {}
     for profile, name in winners.items():
-        c = by_name[name]
+        c = evaluation.candidate(name)
         if name not in published:
             published[name] = _publish(
                 reg,
                 cfg,
                 kind="candidate",
                 key=name,
-                src_dir=Path(c["dir"]),
-                onnx_path=Path(c["onnx"]),
+                src_dir=Path(c.dir),
+                onnx_path=Path(c.onnx),
                 evaluation=evaluation,
                 teacher=teacher,
-                metrics={
-                    k: c.get(k)
-                    for k in (
-                        "size_bytes",
+                metrics=c.model_dump(
+                    include={
+                        "pack_bytes",
+                        "onnx_bytes",
                         "params",
                         "latency_ms_batch1",
                         "latency_ms_batch16",
                         "sparsity",
                         "parity",
                         "quantization_error",
-                    )
-                },
-                gate=c["gate"],
-                recipe=read_json(Path(c["dir"]) / "cell.json")["steps"],
-                label=c["label"],
+                    }
+                ),
+                gate=c.gate,
+                recipe=CellRecord.load(Path(c.dir) / "cell.json").steps,
+                label=c.label,
                 run=run,
             )
-        moved = move(
-            profile,
-            published[name],
-            f"{profile} winner: {name} ({c['label']}), {c['size_bytes']} bytes",
-        )
-        entry = next((p for p in promoted if p["version"] == published[name]), None)
-        if entry is None:
-            entry = {
-                "model": cfg.name,
-                "version": published[name],
-                "kind": "candidate",
-                "cell": name,
-                "aliases": [],
-                "moved": [],
-            }
-            promoted.append(entry)
-        entry["aliases"].append(profile)
-        if moved:
-            entry["moved"].append(profile)
+        why = f"{profile} winner: {name} ({c.label}), {c.pack_bytes} bytes"
+        record(published[name], "candidate", name, profile, move(profile, published[name], why))
     if not winners:
         log.warning("no candidate passed the gates: edge and hpc aliases are unchanged")
-    return promoted
+    return [Promotion(**e) for e in entries.values()]

@@ -7,7 +7,6 @@ import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -28,10 +27,11 @@ from wxmodels.nets.forecaster import (
 from wxmodels.nets.macs import count_macs
 from wxmodels.pipeline.champion import warm_start_source
 from wxmodels.pipeline.context import RunData, load_run_data, set_threads
+from wxmodels.pipeline.records import TeacherRecord
 from wxmodels.registry.core import MANIFEST
 from wxmodels.training.linear_init import init_linear_path
 from wxmodels.training.loop import FitSettings, fit, pick_device
-from wxmodels.utils import code_version, derive_seed, read_json, stable_hash, write_json_atomic
+from wxmodels.utils import code_version, derive_seed, read_json, stable_hash
 
 __all__ = ["build_spec", "teacher_id", "train_teacher"]
 
@@ -137,7 +137,7 @@ def _parent(path: Path) -> tuple[str, Path]:
     """``(teacher id, weights directory)`` of a warm-start source: a teacher directory of this
     project (``teacher.json`` + ``torch/``) or a teacher pulled from the registry."""
     if (path / "teacher.json").exists():
-        return read_json(path / "teacher.json")["id"], path / "torch"
+        return TeacherRecord.load(path / "teacher.json").id, path / "torch"
     if (path / MANIFEST).exists() and (path / "model.json").exists():
         man = read_json(path / MANIFEST)
         if man.get("kind") != "teacher":
@@ -151,7 +151,7 @@ def _parent(path: Path) -> tuple[str, Path]:
 
 def train_teacher(
     cfg: CycleConfig, *, warm_start: str | Path | None = None, reuse: bool = True
-) -> dict[str, Any]:
+) -> TeacherRecord:
     """Train (or reuse) the teacher for the store's current version.
 
     Args:
@@ -172,7 +172,7 @@ def train_teacher(
             cfg, fields.store_version, list(fields.variables), tuple(fields.data.shape[2:])
         )
         if inc is not None:
-            warm_start, parent_version = inc["dir"], inc["version"]
+            warm_start, parent_version = inc.dir, inc.version
     if warm_start is not None:
         parent, prev_dir = _parent(Path(warm_start))
         why = f"warm start from teacher {parent}" + (
@@ -182,8 +182,12 @@ def train_teacher(
     tid = teacher_id(cfg, fields.store_version, parent)
     out = Path(cfg.workdir) / "teachers" / tid
     if reuse and (out / "teacher.json").exists():
-        log.info("teacher %s exists for store %s: reusing it", tid, fields.store_version)
-        return read_json(out / "teacher.json")
+        try:
+            rec = TeacherRecord.load(out / "teacher.json")
+            log.info("teacher %s exists for store %s: reusing it", tid, fields.store_version)
+            return rec
+        except ValueError as e:  # written by an older version: train it again
+            log.warning("teacher %s: unreadable record (%s); training it again", tid, e)
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     spec, statics, clim, call = build_spec(cfg, run)
@@ -245,42 +249,42 @@ def train_teacher(
     probe = split.inits(fields, "val", history=model.history, lead_steps=1)[:4]
     state = np.stack([fields.data[i - model.history + 1 : i + 1] for i in probe]).astype(np.float32)
     parity = onnx_parity(model, onnx_path, state, fields.hours[probe].astype(np.float32), clim)
-    record = {
-        "id": tid,
-        "parent": parent,
-        "parent_version": parent_version,
-        "init": why,
-        "store_url": fields.store_url,
-        "store_version": fields.store_version,
-        "store_range": [str(fields.times[0]), str(fields.times[-1])],
-        "split": split.describe(fields),
-        "split_index": {"train": split.train, "val": split.val, "test": split.test},
-        "variables": fields.variables,
-        "step_hours": fields.step_hours,
-        "params": model.n_params(),
-        "macs": count_macs(model),
-        "net": cfg.net.model_dump(),
-        "seed": seed,
-        "fit": rep,
-        "members_fit": [r.to_dict() for r in reports] if n_members > 1 else None,
-        "linear_init": linear,
-        "onnx_parity": parity,
-        "onnx_size_bytes": onnx_path.stat().st_size,
-        "climatology_bytes": (tmp / "climatology.nc").stat().st_size if clim else 0,
-        "code_version": code_version(),
-        "wall_s": time.perf_counter() - t0,
-        "dir": str(out),
-    }
-    write_json_atomic(tmp / "teacher.json", record)
+    record = TeacherRecord(
+        id=tid,
+        parent=parent,
+        parent_version=parent_version,
+        init=why,
+        store_url=fields.store_url,
+        store_version=fields.store_version,
+        store_range=(str(fields.times[0]), str(fields.times[-1])),
+        split=split.describe(fields),
+        split_index={"train": split.train, "val": split.val, "test": split.test},
+        variables=fields.variables,
+        step_hours=fields.step_hours,
+        params=model.n_params(),
+        macs=count_macs(model),
+        net=cfg.net.model_dump(),
+        seed=seed,
+        fit=rep,
+        members_fit=[r.to_dict() for r in reports] if n_members > 1 else None,
+        linear_init=linear,
+        onnx_parity=parity,
+        onnx_bytes=onnx_path.stat().st_size,
+        climatology_bytes=(tmp / "climatology.nc").stat().st_size if clim else 0,
+        code_version=code_version(),
+        wall_s=time.perf_counter() - t0,
+        dir=str(out),
+    )
+    record.write(tmp / "teacher.json")
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
     log.info(
         "teacher %s: %d params, best val %.4f after %d epochs (%.0f s)",
         tid,
-        record["params"],
+        record.params,
         rep["best_val"],
         rep["epochs"],
-        record["wall_s"],
+        record.wall_s,
     )
     return record

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["model_card", "scorecard_table"]
+__all__ = ["deployable_bytes", "model_card", "scorecard_table"]
 
 
 def _fmt(x: float | None) -> str:
@@ -28,6 +28,15 @@ def scorecard_table(scorecard: dict[str, Any], models: list[str], metric: str = 
             vals = scorecard[m][metric][v]
             rows.append(f"| {v} | {m} | " + " | ".join(_fmt(vals[lead]) for lead in leads) + " |")
     return "\n".join(rows)
+
+
+def deployable_bytes(metrics: dict[str, Any]) -> int | None:
+    """The size a deployer downloads: the pack of a candidate, the ONNX file of a teacher
+    (``size_bytes`` in manifests written before the two were named apart)."""
+    for key in ("pack_bytes", "onnx_bytes", "size_bytes"):
+        if metrics.get(key):
+            return int(metrics[key])
+    return None
 
 
 def _variables(sig: dict[str, Any]) -> list[str]:
@@ -60,7 +69,7 @@ def model_card(manifest: dict[str, Any], scorecard: dict[str, Any], model_key: s
         "## Summary",
         f"- recipe: `{manifest.get('recipe_label', 'teacher')}`",
         f"- parameters: {metrics.get('params', '-')}",
-        f"- deployable size: {metrics.get('size_bytes', '-')} bytes",
+        f"- deployable size: {deployable_bytes(metrics) or '-'} bytes",
         f"- onnxruntime latency (1 thread, ms): batch 1 {_fmt(metrics.get('latency_ms_batch1'))}"
         f", batch 16 {_fmt(metrics.get('latency_ms_batch16'))}",
         f"- gates: {'passed' if gate.get('passed', True) else 'FAILED'}"

@@ -111,13 +111,13 @@ def plot_pareto(
     candidate (filled: passes the gates), the Pareto front joined by a line."""
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for r in rows:
-        x, y = r["size_bytes"], r["relative_rmse"]
+        x, y = r["pack_bytes"], r["relative_rmse"]
         if not (np.isfinite(x) and np.isfinite(y)):
             continue
         face = "tab:blue" if r["passed"] else "none"
         ax.scatter(x, y, s=36, facecolors=face, edgecolors="tab:blue", zorder=3)
         ax.annotate(r["name"], (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points")
-    pts = sorted((r["size_bytes"], r["relative_rmse"]) for r in rows if r["name"] in front)
+    pts = sorted((r["pack_bytes"], r["relative_rmse"]) for r in rows if r["name"] in front)
     if pts:
         ax.plot(*zip(*pts, strict=True), "-", color="tab:orange", lw=1.5, label="Pareto front")
     if teacher_size:
