@@ -23,7 +23,8 @@ import pandas as pd
 import xarray as xr
 
 from wxmodels.config.data import expand
-from wxmodels.data.canonical import _LAT_NAMES, _LON_NAMES, _find, plan_canonical, to_canonical
+from wxmodels.data.canonical import plan_canonical, to_canonical
+from wxmodels.data.combine import combine, grid_key, time_from_step
 from wxmodels.data.regrid import coarsen, subset
 from wxmodels.data.synthetic import write_synthetic_files
 from wxmodels.data.validate import check_times
@@ -115,7 +116,7 @@ class Source:
             token = hashlib.sha1(f"{ref.id}:{ref.fingerprint}".encode()).hexdigest()
             raw = raw.chunk({tdim: self.time_chunk} if tdim in raw.dims else {}, token=token)
         if TIME not in raw.dims and cfg.time_from_step is not None:
-            raw = _time_from_step(raw, cfg.time_from_step)
+            raw = time_from_step(raw, cfg.time_from_step)
         name = Path(ref.id).name
         for pattern, mapping in cfg.file_rename.items():
             if fnmatch.fnmatch(name, pattern):
@@ -222,7 +223,7 @@ class Source:
                 problems.append(Problem(ref.id, reason, ref.fingerprint))
                 continue
             opened.append((ref, raw))
-        grids = [_grid_key(d) for _, d in opened]
+        grids = [grid_key(d) for _, d in opened]
         best = max(set(grids), key=grids.count) if grids else None
         kept = []
         for (ref, raw), grid in zip(opened, grids, strict=True):
@@ -247,7 +248,7 @@ class Source:
         if not raws:
             return SourceResult(None, used, problems)
         try:
-            ds = self._canonical(_combine(raws), after)
+            ds = self._canonical(combine(raws), after)
         except ValueError as e:
             raise DataError(f"the inputs do not fit together: {str(e).splitlines()[0]}") from e
         missing = [v for v in self.variables if v not in ds.data_vars]
@@ -265,51 +266,6 @@ class Source:
 
     def done(self, ids: list[str]) -> None:
         """What to do with inputs once committed (the default: nothing)."""
-
-
-def _grid_key(raw: xr.Dataset) -> tuple:
-    lat = raw[_find(raw, _LAT_NAMES, "latitude")].values
-    lon = raw[_find(raw, _LON_NAMES, "longitude")].values
-    return tuple(np.round(lat, 6)), tuple(np.round(lon, 6))
-
-
-def _combine(datasets: list[xr.Dataset]) -> xr.Dataset:
-    """Combine inputs along time and variables. Grids are identical (checked before), so an
-    exact join suffices in the usual case; inputs covering different times per variable need
-    the outer join (the steps one variable lacks are then missing, and reported)."""
-    kw = {
-        "combine_attrs": "drop_conflicts",
-        "data_vars": "all",
-        "coords": "minimal",
-        "compat": "no_conflicts",
-    }
-    if len(datasets) == 1:
-        return datasets[0]
-    try:
-        return xr.combine_by_coords(datasets, join="exact", **kw)
-    except ValueError:
-        return xr.combine_by_coords(datasets, join="outer", **kw)
-
-
-def _time_from_step(raw: xr.Dataset, cfg) -> xr.Dataset:
-    if cfg.dim not in raw.dims:
-        raise DataError(f"no time coordinate and no {cfg.dim!r} dimension to build one from")
-    ref = cfg.reference
-    if ref is None:
-        if cfg.reference_variable not in raw.variables:
-            raise DataError(
-                f"no time coordinate and no {cfg.reference_variable!r} variable "
-                "with the reference time; set time_from_step.reference"
-            )
-        val = raw[cfg.reference_variable].values
-        ref = (val.item().decode() if isinstance(val.item(), bytes) else str(val.item())).strip()
-    try:
-        t0 = pd.Timestamp(ref.replace("/", "-"))
-    except ValueError:
-        t0 = pd.to_datetime(ref, format="%Y %m %d %H:%M")
-    steps = pd.to_timedelta(raw[cfg.dim].values.astype(np.float64), unit=cfg.units)
-    raw = raw.drop_vars([cfg.reference_variable], errors="ignore")
-    return raw.rename({cfg.dim: TIME}).assign_coords({TIME: (t0 + steps).values})
 
 
 class FilesSource(Source):

@@ -10,11 +10,18 @@ before sequence numbers existed (``<time>-<uuid>.json``) come first, in their ow
 
 from __future__ import annotations
 
+import json
+import logging
 import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["AliasEvent", "event_name", "order"]
+from wxmodels.errors import RegistryError
+from wxmodels.registry.names import validate_name
+
+__all__ = ["AliasEvent", "AliasLog", "event_name", "order"]
+
+log = logging.getLogger(__name__)
 
 _SEQ = re.compile(r"^(\d{12})\.json$")
 
@@ -54,3 +61,93 @@ def order(events: list[AliasEvent]) -> list[AliasEvent]:
     legacy = sorted((e for e in events if e.seq is None), key=lambda e: (e.at, e.event))
     numbered = sorted((e for e in events if e.seq is not None), key=lambda e: e.seq or 0)
     return legacy + numbered
+
+
+class AliasLog:
+    """The alias half of :class:`~wxmodels.registry.core.Registry` (a mixin)."""
+
+    # -- aliases -----------------------------------------------------------------------
+    def _alias_dir(self, name: str, alias: str) -> str:
+        return self._p(validate_name(name, "model name"), "aliases", validate_name(alias, "alias"))
+
+    def history(self, name: str, alias: str) -> list[AliasEvent]:
+        """All events of ``alias``, oldest first (in the registry's order, see
+        :mod:`wxmodels.registry.aliases`)."""
+        d = self._alias_dir(name, alias)
+        if not self._exists(d):
+            return []
+        events = []
+        for p in self.fs.ls(d, detail=False):
+            if p.endswith(".json"):
+                try:
+                    ev = AliasEvent(**self._read_json(p))
+                except (json.JSONDecodeError, TypeError) as e:
+                    log.warning("ignoring unreadable alias event %s: %s", p, e)
+                    continue
+                ev.seq = seq_of(p)  # the object's name, not its body, gives the order
+                events.append(ev)
+        return order(events)
+
+    def resolve_alias(self, name: str, alias: str) -> str | None:
+        h = self.history(name, alias)
+        return h[-1].version if h else None
+
+    def set_alias(
+        self, name: str, alias: str, version: str, *, reason: str = "", run: str = ""
+    ) -> AliasEvent:
+        """Point ``alias`` at an existing ``version`` by appending the next numbered event."""
+        if not self.has_version(name, version):
+            raise RegistryError(f"{name}@{version} does not exist (or has no manifest)")
+        validate_name(alias, "alias")
+        with self._writing("aliases", name, alias):
+            h = self.history(name, alias)
+            seq = max((e.seq for e in h if e.seq is not None), default=len(h)) + 1
+            ev = AliasEvent(
+                alias=alias,
+                version=version,
+                at=self._clock().isoformat(timespec="microseconds"),
+                by=self._whoami(),
+                reason=reason,
+                run=run,
+                previous=h[-1].version if h else None,
+                event=f"{seq:012d}",
+                seq=seq,
+            )
+            path = f"{self._alias_dir(name, alias)}/{event_name(seq)}"
+            if self._exists(path):  # only a writer that ignored the lock gets here
+                raise RegistryError(f"{name}@{alias}: event {seq} exists already; try again")
+            self._put_bytes(path, json.dumps(ev.to_dict(), indent=1).encode())
+        return ev
+
+    def rollback(
+        self, name: str, alias: str, *, reason: str = "rollback", run: str = ""
+    ) -> AliasEvent:
+        """Move ``alias`` back to the version it pointed at before its current one. Under the
+        alias's lock, so that it either takes effect or fails; checked by reading it back."""
+        with self._writing("aliases", name, alias):
+            h = self.history(name, alias)
+            if not h:
+                raise RegistryError(f"{name}@{alias} has no history")
+            current = h[-1].version
+            previous = next((e.version for e in reversed(h) if e.version != current), None)
+            if previous is None:
+                raise RegistryError(f"{name}@{alias} has never pointed at another version")
+            ev = self.set_alias(name, alias, previous, reason=reason, run=run)
+            now = self.resolve_alias(name, alias)
+        if now != previous:
+            raise RegistryError(
+                f"{name}@{alias}: the rollback to {previous} did not take effect (now {now})"
+            )
+        return ev
+
+    def aliases(self, name: str) -> dict[str, str]:
+        d = self._p(validate_name(name, "model name"), "aliases")
+        if not self._exists(d):
+            return {}
+        out = {}
+        for p in sorted(self.fs.ls(d, detail=False)):
+            alias = p.rstrip("/").rsplit("/", 1)[-1]
+            v = self.resolve_alias(name, alias)
+            if v:
+                out[alias] = v
+        return out
