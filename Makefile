@@ -50,7 +50,7 @@ system-deps:
 	  else echo "note: Chromium is not installed; the UI test is skipped"; fi; \
 	fi
 
-test: venv system-deps
+test: venv system-deps lint
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 # re-resolve requirements.lock after changing dependencies in pyproject.toml
@@ -59,6 +59,7 @@ lock: venv
 
 lint: venv
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 up: venv
 	$(VENV)/bin/wxc up

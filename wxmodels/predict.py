@@ -108,6 +108,8 @@ class _TorchRunner:
         args = [torch.from_numpy(state), torch.from_numpy(time_h)]
         if self.model.climatology:
             m = self.model
+            if self.clim is None:
+                raise DataError("the model takes a climatology, and climatology.nc is missing")
             args.append(torch.from_numpy(self.clim.window(time_h, m.history, m.spec.step_hours)))
         with torch.no_grad():
             return self.model(*args).numpy()
@@ -195,10 +197,10 @@ def forecast(
     if runtime == "torch":
         if not (model_dir / "model.safetensors").exists():
             raise DataError(f"{model_dir} has no model.safetensors (pulled --packed?)")
-        runner = _TorchRunner(model_dir, threads)
+        runner: _TorchRunner | OrtForecaster = _TorchRunner(model_dir, threads)
     else:
-        runner = OrtForecaster(model_dir / "model.onnx", threads=threads)
-        if runner.variables is not None and runner.variables != variables:
+        runner = ort = OrtForecaster(model_dir / "model.onnx", threads=threads)
+        if ort.variables is not None and ort.variables != variables:
             raise DataError(f"{ref}: model.onnx and its description disagree on the variables")
     steps = sorted({int(lead / step) for lead in leads_h})
     data = np.empty((len(starts), len(steps), len(variables), len(lat), len(lon)), np.float32)

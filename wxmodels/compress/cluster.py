@@ -37,6 +37,7 @@ class _Shared(nn.Module):
     def __init__(self, centroids: torch.Tensor, indices: torch.Tensor):
         super().__init__()
         self.centroids = nn.Parameter(centroids)
+        self.indices: torch.Tensor
         self.register_buffer("indices", indices)
 
     def forward(self, _w: torch.Tensor) -> torch.Tensor:
@@ -50,14 +51,15 @@ def apply(
     ctx: CompressContext,
     filter_fn: FilterFn | None = None,
 ) -> Forecaster:
-    convs = []
+    convs: list[nn.Module] = []
     for _, unit in conv_modules(model, filter_fn):
         convs.extend([unit.conv] if isinstance(unit.conv, nn.Conv2d) else unit.conv.children())
     k = 2**config.bits
     for conv in convs:
-        if conv.weight.numel() <= k:
+        weight = conv.weight
+        if not isinstance(weight, torch.Tensor) or weight.numel() <= k:
             continue
-        c, idx = kmeans_1d(conv.weight, k, config.iterations)
+        c, idx = kmeans_1d(weight, k, config.iterations)
         parametrize.register_parametrization(conv, "weight", _Shared(c, idx), unsafe=True)
     if config.finetune_epochs:
         # only centroids and biases train; the assignment stays fixed

@@ -10,6 +10,7 @@ from torch import nn
 
 from wxmodels.config.model import TrainConfig
 from wxmodels.data.fields import Fields, Split
+from wxmodels.data.stats import Climatology
 from wxmodels.nets.forecaster import Forecaster
 from wxmodels.nets.layers import ConvBlock, PaddedConv
 from wxmodels.training.loop import FitReport, FitSettings, fit
@@ -57,7 +58,7 @@ class CompressContext:
     max_minutes: float = 5.0
     clim_all: np.ndarray | None = None
     """The teacher's input climatology at every time (climatology models)."""
-    climatology: object | None = None
+    climatology: Climatology | None = None
     """That climatology (:class:`~wxmodels.data.stats.Climatology`), for ONNX feeds."""
     act_ranges: dict[str, tuple[float, float]] | None = None
     """Conv input ranges learned by a ``qat`` step (``{conv fqn: (lo, hi)}``), which the

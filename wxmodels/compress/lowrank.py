@@ -22,8 +22,10 @@ def choose_rank(s: torch.Tensor, config: LowRankConfig) -> int:
     if config.energy is not None:
         e = torch.cumsum(s**2, 0) / (s**2).sum()
         r = int(torch.searchsorted(e, torch.tensor(config.energy, dtype=e.dtype)).item()) + 1
-    else:
+    elif config.ratio is not None:
         r = math.ceil(config.ratio * len(s))
+    else:
+        raise ValueError("lowrank needs `energy` or `ratio`")
     return max(config.min_rank, min(r, len(s)))
 
 
@@ -50,7 +52,7 @@ def apply(
         with torch.no_grad():
             lr.first.weight.copy_((root[:, None] * vh[:r]).reshape(r, cin, kh, kw).float())
             lr.second.weight.copy_((u[:, :r] * root[None]).reshape(cout, r, 1, 1).float())
-            if conv.bias is not None:
+            if conv.bias is not None and lr.second.bias is not None:
                 lr.second.bias.copy_(conv.bias)
         unit.conv = lr
         model.spec.overrides[fqn] = {**model.spec.overrides.get(fqn, {}), "rank": r}

@@ -18,7 +18,7 @@ __all__ = ["PruneConfig", "apply"]
 
 
 def _weights(model: Forecaster, filter_fn: FilterFn | None) -> list[tuple[nn.Module, str]]:
-    out = []
+    out: list[tuple[nn.Module, str]] = []
     for _, m in conv_modules(model, filter_fn):
         convs = [m.conv] if isinstance(m.conv, nn.Conv2d) else list(m.conv.children())
         out.extend((c, "weight") for c in convs)

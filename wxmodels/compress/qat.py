@@ -60,22 +60,28 @@ class _InputFQ:
         if _module.training or self.lo is None:
             lo = min(float(x.detach().min()), 0.0)
             hi = max(float(x.detach().max()), 0.0)
-            if self.lo is None:
+            if self.lo is None or self.hi is None:
                 self.lo, self.hi = lo, hi
             else:
                 m = self.momentum
                 self.lo = (1 - m) * self.lo + m * lo
                 self.hi = (1 - m) * self.hi + m * hi
+        if self.lo is None or self.hi is None:
+            raise RuntimeError("activation range not observed yet")
         return (fake_quant_activation(x, self.lo, self.hi), *rest)
 
 
 def _convs(model: Forecaster, filter_fn: FilterFn | None) -> list[tuple[str, nn.Conv2d]]:
-    out = []
+    out: list[tuple[str, nn.Conv2d]] = []
     for fqn, unit in conv_modules(model, filter_fn):
         if isinstance(unit.conv, nn.Conv2d):
             out.append((f"core.{fqn}.conv", unit.conv))
         else:  # low-rank: both factors are convs of their own in the graph
-            out.extend((f"core.{fqn}.conv.{n}", c) for n, c in unit.conv.named_children())
+            out.extend(
+                (f"core.{fqn}.conv.{n}", c)
+                for n, c in unit.conv.named_children()
+                if isinstance(c, nn.Conv2d)
+            )
     return out
 
 

@@ -35,14 +35,15 @@ def apply(
         p = 1 if config.criterion == "l1" else 2
         norms = c1.weight.detach().flatten(1).norm(p=p, dim=1)
         keep = torch.sort(torch.topk(norms, keep_n).indices).values
-        n1 = nn.Conv2d(c1.in_channels, keep_n, c1.kernel_size, bias=c1.bias is not None)
-        n2 = nn.Conv2d(keep_n, c2.out_channels, c2.kernel_size, bias=c2.bias is not None)
+        k1, k2 = c1.kernel_size, c2.kernel_size
+        n1 = nn.Conv2d(c1.in_channels, keep_n, (k1[0], k1[1]), bias=c1.bias is not None)
+        n2 = nn.Conv2d(keep_n, c2.out_channels, (k2[0], k2[1]), bias=c2.bias is not None)
         with torch.no_grad():
             n1.weight.copy_(c1.weight[keep])
-            if c1.bias is not None:
+            if c1.bias is not None and n1.bias is not None:
                 n1.bias.copy_(c1.bias[keep])
             n2.weight.copy_(c2.weight[:, keep])
-            if c2.bias is not None:
+            if c2.bias is not None and n2.bias is not None:
                 n2.bias.copy_(c2.bias)
         block.conv1.conv, block.conv2.conv = n1, n2
         model.spec.overrides[fqn] = {**model.spec.overrides.get(fqn, {}), "mid": keep_n}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
@@ -25,6 +25,9 @@ from wxmodels.errors import DataError, GapError, IngestError
 from wxmodels.faults import crash_point
 from wxmodels.paths import entries
 from wxmodels.schema import LAT, LON, TIME
+
+if TYPE_CHECKING:
+    from wxmodels.data.store import Store
 
 __all__ = ["AppendReport", "Appending"]
 
@@ -325,20 +328,31 @@ class Appending(ArrayIO):
 
     # -- revisions -----------------------------------------------------------------------
     def _apply_revisions(
-        self, old: xr.Dataset, commit: Commit, *, now: str, source: str, max_nan_fraction: float
+        self,
+        old: xr.Dataset,
+        commit: Commit,
+        *,
+        now: str,
+        source: str,
+        max_nan_fraction: float,
     ) -> tuple[Commit, list[str]]:
         from wxmodels.data import revise
 
         return revise.apply(
-            self, old, commit, now=now, source=source, max_nan_fraction=max_nan_fraction
+            cast("Store", self),
+            old,
+            commit,
+            now=now,
+            source=source,
+            max_nan_fraction=max_nan_fraction,
         )
 
     def _finish_revision(self, commit: Commit) -> Commit:
         from wxmodels.data import revise
 
-        return revise.roll_forward(self, commit)
+        return revise.roll_forward(cast("Store", self), commit)
 
     def _overlay_backup(self, ds: xr.Dataset, intent: dict[str, Any]) -> xr.Dataset:
         from wxmodels.data import revise
 
-        return revise.overlay(self, ds, intent)
+        return revise.overlay(cast("Store", self), ds, intent)

@@ -14,13 +14,21 @@ from zarr.core.sync import sync as zsync
 from wxmodels.data.commit import Commit
 from wxmodels.data.stats import ClimAccumulator
 from wxmodels.data.timeaxis import grid_hash
-from wxmodels.errors import IngestError
+from wxmodels.errors import DataError, IngestError
 from wxmodels.schema import LAT, LON, TIME
 from wxmodels.utils import rm_tree
 
-__all__ = ["ArrayIO"]
+__all__ = ["ArrayIO", "array_of"]
 
 log = logging.getLogger(__name__)
+
+
+def array_of(group: zarr.Group, name: str) -> zarr.Array:
+    """The array ``name`` of ``group`` (an error if it is a group)."""
+    node = group[name]
+    if not isinstance(node, zarr.Array):
+        raise DataError(f"{name} in {group.store_path} is not an array")
+    return node
 
 
 class ArrayIO:
@@ -86,7 +94,7 @@ class ArrayIO:
                 rm_tree(self.fs, p)
 
     def _check_compatible(self, ds: xr.Dataset, commit: Commit) -> None:
-        have = {v: ds[v].attrs.get("units", "") for v in ds.data_vars}
+        have = {str(v): ds[v].attrs.get("units", "") for v in ds.data_vars}
         if set(have) != set(commit.variables):
             missing = sorted(set(commit.variables) - set(have))
             extra = sorted(set(have) - set(commit.variables))

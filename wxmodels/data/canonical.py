@@ -116,7 +116,12 @@ def normalise_units(units: str | None) -> str:
 
 
 def convert_units(
-    values: xr.DataArray, src: str, dst: str, *, step_hours: float | None = None, name: str = ""
+    values: xr.DataArray | None,
+    src: str,
+    dst: str,
+    *,
+    step_hours: float | None = None,
+    name: str = "",
 ) -> xr.DataArray:
     """Convert ``values`` from units ``src`` to ``dst``.
 
@@ -124,10 +129,10 @@ def convert_units(
     Raises :class:`DataError` for a conversion that is not known.
     """
     s, d = normalise_units(src), normalise_units(dst)
-    if s == d:
-        return values
     if values is None:  # a check that the conversion exists (and has what it needs)
         values = xr.DataArray(np.zeros(1, np.float32))
+    if s == d:
+        return values
 
     def need_step() -> float:
         if not step_hours:
@@ -178,7 +183,7 @@ def _canonical_name(name: str, da: xr.DataArray, rename: Mapping[str, str]) -> s
         return name
     if name in ALIASES:
         return ALIASES[name]
-    std = da.attrs.get("standard_name")
+    std = str(da.attrs.get("standard_name", ""))
     if std in _STANDARD_NAMES:
         return _STANDARD_NAMES[std]
     return None

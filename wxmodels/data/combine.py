@@ -3,6 +3,8 @@ building a time axis for files that have none."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -24,7 +26,7 @@ def combine(datasets: list[xr.Dataset]) -> xr.Dataset:
     """Combine inputs along time and variables. Grids are identical (checked before), so an
     exact join suffices in the usual case; inputs covering different times per variable need
     the outer join (the steps one variable lacks are then missing, and reported)."""
-    kw = {
+    kw: dict[str, Any] = {
         "combine_attrs": "drop_conflicts",
         "data_vars": "all",
         "coords": "minimal",
@@ -33,9 +35,12 @@ def combine(datasets: list[xr.Dataset]) -> xr.Dataset:
     if len(datasets) == 1:
         return datasets[0]
     try:
-        return xr.combine_by_coords(datasets, join="exact", **kw)
+        out = xr.combine_by_coords(datasets, join="exact", **kw)
     except ValueError:
-        return xr.combine_by_coords(datasets, join="outer", **kw)
+        out = xr.combine_by_coords(datasets, join="outer", **kw)
+    if not isinstance(out, xr.Dataset):
+        raise DataError("the inputs combine into a single array, not a dataset")
+    return out
 
 
 def time_from_step(raw: xr.Dataset, cfg) -> xr.Dataset:

@@ -95,8 +95,8 @@ def load_fields(
         ds[LAT].values,
         ds[LON].values,
         step,
-        valid,
-        complete,
+        np.asarray(valid, bool),
+        np.asarray(complete, bool),
         store.url,
         ds.attrs.get("wxc_store_version", ""),
     )

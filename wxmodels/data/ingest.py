@@ -55,7 +55,7 @@ def read_static_fields(cfg: DataConfig, like: xr.Dataset) -> dict[str, np.ndarra
     """Static fields from files, interpolated (nearest) onto the store's grid."""
     from wxmodels.data.canonical import _find
 
-    out = {}
+    out: dict[str, np.ndarray] = {}
     for name, sf in cfg.static.items():
         try:
             with xr.open_dataset(sf.path) as ds:
@@ -240,6 +240,8 @@ def _ingest_locked(cfg: DataConfig, store: Store) -> IngestReport:
         }
         if done:
             commit = store.read_commit()
+            if commit is None:
+                raise IngestError(f"{store.url}: the commit record vanished during the ingest")
             commit.inputs.update(done)
             for rid in done:
                 commit.quarantine.pop(rid, None)

@@ -25,8 +25,10 @@ import pandas as pd
 import xarray as xr
 import zarr
 
+from wxmodels.data.arrayio import array_of
 from wxmodels.data.stats import ClimAccumulator
 from wxmodels.data.writepass import hash_steps
+from wxmodels.errors import DataError
 from wxmodels.faults import crash_point
 from wxmodels.schema import TIME
 from wxmodels.utils import rm_tree
@@ -110,7 +112,7 @@ def _read_stage(store: Store) -> dict[str, np.ndarray]:
     g = zarr.open_group(
         store.sub_url(STAGE), mode="r", storage_options=store.zarr_options, zarr_format=3
     )
-    return {k: np.asarray(g[k][...]) for k in ("index", "backup", "new")}
+    return {k: np.asarray(array_of(g, k)[...]) for k in ("index", "backup", "new")}
 
 
 def _rewrite(store: Store, commit: Commit) -> Commit:
@@ -119,7 +121,7 @@ def _rewrite(store: Store, commit: Commit) -> Commit:
     variables = list(commit.variables)
     root = zarr.open_group(store.url, mode="r+", storage_options=store.zarr_options, zarr_format=3)
     for i, v in enumerate(variables):
-        root[v].oindex[sel] = new[:, i]
+        array_of(root, v).oindex[sel] = new[:, i]
         if i == 0:
             crash_point("revision:mid-region")
     hashes = zarr.open_array(
@@ -131,6 +133,9 @@ def _rewrite(store: Store, commit: Commit) -> Commit:
     valid = store.static()["valid_mask"].values
     hours = _hours(commit.times()[sel].values)
     clim = store.read_clim(commit)
+    intent = commit.revision
+    if clim is None or intent is None:
+        raise DataError(f"{store.url}: a revision needs the store's statistics and its intent")
     old_acc = ClimAccumulator(len(variables), valid.shape, clim.n_annual, clim.n_diurnal)
     old_acc.add(backup, hours, valid)
     new_acc = ClimAccumulator(len(variables), valid.shape, clim.n_annual, clim.n_diurnal)
@@ -146,9 +151,9 @@ def _rewrite(store: Store, commit: Commit) -> Commit:
     commit.stats_group = store.write_stats(clim, commit.sequence)
     commit.history.append(
         {
-            "at": commit.revision["at"],
-            "revised": commit.revision["times"],
-            "source": commit.revision.get("source", ""),
+            "at": intent["at"],
+            "revised": intent["times"],
+            "source": intent.get("source", ""),
         }
     )
     commit.revision = None
@@ -176,7 +181,7 @@ def roll_forward(store: Store, commit: Commit) -> Commit:
     log.warning(
         "%s: finishing an interrupted revision of %d steps",
         store.url,
-        len(commit.revision["indices"]),
+        len((commit.revision or {}).get("indices", [])),
     )
     return _rewrite(store, commit)
 

@@ -24,7 +24,7 @@ import contextlib
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import fsspec
 import numpy as np
@@ -32,6 +32,7 @@ import xarray as xr
 import zarr
 
 from wxmodels.data.appending import Appending, AppendReport
+from wxmodels.data.arrayio import array_of
 from wxmodels.data.commit import Commit
 from wxmodels.data.stats import ClimAccumulator
 from wxmodels.data.timeaxis import contiguous, infer_step_s
@@ -248,7 +249,7 @@ class Store(Appending):
         c = self.read_commit()
         return c.version if c else None
 
-    def open(self, *, chunks: dict | str | None = "auto") -> xr.Dataset:
+    def open(self, *, chunks: dict | Literal["auto"] | None = "auto") -> xr.Dataset:
         """The committed dataset (lazy); ``attrs['wxc_store_version']`` identifies it."""
         commit = self.read_commit()
         if commit is None:
@@ -274,7 +275,7 @@ class Store(Appending):
         ds.attrs["wxc_store_url"] = self.url
         return ds
 
-    def _open_by_array(self, chunks: dict | str | None, n_time: int) -> xr.Dataset:
+    def _open_by_array(self, chunks: dict | Literal["auto"] | None, n_time: int) -> xr.Dataset:
         group = zarr.open_group(
             self.url, mode="r", storage_options=self.zarr_options, zarr_format=3
         )
@@ -325,11 +326,13 @@ class Store(Appending):
             zarr_format=3,
         )
         return ClimAccumulator.from_arrays(
-            {k: g[k][...] for k in ("xtx", "xty", "n", "span", "harmonics")}
+            {k: np.asarray(array_of(g, k)[...]) for k in ("xtx", "xty", "n", "span", "harmonics")}
         )
 
     def step_hashes(self, commit: Commit | None = None) -> np.ndarray:
         commit = commit or self.read_commit()
+        if commit is None:
+            raise DataError(f"store {self.url} is empty: run `wxc ingest` first")
         arr = zarr.open_array(
             self.sub_url("aux/step_hash"),
             mode="r",

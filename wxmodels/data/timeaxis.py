@@ -39,7 +39,9 @@ def infer_step_s(times: np.ndarray) -> int:
 def contiguous(times: np.ndarray, first: np.datetime64, step_s: int) -> int:
     """How many leading ``times`` follow ``first`` at exactly ``step_s`` spacing."""
     t = seconds(times)
-    expected = np.datetime64(first, "s").astype(np.int64) + step_s * np.arange(len(t))
+    expected = np.asarray(first, dtype="datetime64[s]").astype(np.int64) + step_s * np.arange(
+        len(t)
+    )
     bad = np.nonzero(t != expected)[0]
     return int(bad[0]) if len(bad) else len(t)
 

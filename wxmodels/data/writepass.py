@@ -315,5 +315,8 @@ def run(
         ]
     (total,) = dask.compute(tasks[0])
     return WriteResult(
-        [total], ClimAccumulator.from_arrays(total["clim"]), total["hash"], variables
+        [total],
+        ClimAccumulator.from_arrays(total["clim"]),
+        total["hash"],
+        [str(v) for v in variables],
     )

@@ -14,6 +14,7 @@ from torch import nn
 
 from wxmodels.data.stats import Climatology
 from wxmodels.export.io import ModelIO, onnx_io, stamp_io
+from wxmodels.nets.forecaster import Forecaster
 
 __all__ = [
     "OrtForecaster",
@@ -34,7 +35,7 @@ def _names(model: nn.Module) -> list[str]:
 
 
 def export_onnx(
-    model: nn.Module, path: str | Path, *, opset: int = 17, dynamo: bool = False
+    model: Forecaster, path: str | Path, *, opset: int = 17, dynamo: bool = False
 ) -> Path:
     """Export a forecaster with a dynamic batch dimension.
 
@@ -149,6 +150,8 @@ class OrtForecaster:
             "time": np.ascontiguousarray(time_h, np.float32),
         }
         if self.needs_clim:
+            if self.climatology is None or self.step_hours is None:
+                raise ValueError(f"{self.path}: the model takes a climatology it was not given")
             f["clim"] = self.climatology.window(time_h, self.history, self.step_hours)
         return f
 
@@ -156,12 +159,12 @@ class OrtForecaster:
         return self.session.run([OUTPUT], self.feeds(state, time_h))[0]
 
 
-def torch_feeds(model: nn.Module, feeds: dict[str, np.ndarray]) -> tuple[torch.Tensor, ...]:
+def torch_feeds(model: Forecaster, feeds: dict[str, np.ndarray]) -> tuple[torch.Tensor, ...]:
     return tuple(torch.from_numpy(feeds[n]) for n in _names(model))
 
 
 def onnx_parity(
-    model: nn.Module,
+    model: Forecaster,
     path: str | Path,
     state: np.ndarray,
     time_h: np.ndarray,

@@ -22,6 +22,7 @@ import json
 import math
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -58,7 +59,8 @@ def _encode(a: np.ndarray) -> tuple[dict, bytes]:
     n, item = flat.size, flat.dtype.itemsize
     raw = n * item
     best: tuple[int, str] = (raw, "raw")
-    values = None
+    values: np.ndarray = np.empty(0)
+    idx: np.ndarray = np.empty(0, np.int64)
     if flat.dtype.kind in "fiu":
         values, idx = np.unique(flat, return_inverse=True)
         if len(values) <= 256:
@@ -67,7 +69,7 @@ def _encode(a: np.ndarray) -> tuple[dict, bytes]:
         nnz = int(np.count_nonzero(flat))
         best = min(best, (math.ceil(n / 8) + nnz * item, "sparse"))
     kind = best[1]
-    meta = {"encoding": kind, "dtype": dtype.str, "shape": list(a.shape)}
+    meta: dict[str, Any] = {"encoding": kind, "dtype": dtype.str, "shape": list(a.shape)}
     if kind == "codebook":
         bits = max(1, math.ceil(math.log2(max(len(values), 2))))
         meta.update(bits=bits, k=len(values))

@@ -125,6 +125,20 @@ def _logit(p: np.ndarray) -> np.ndarray:
 class Forecaster(nn.Module):
     """Physical-units one-step forecaster (see the module docstring for the signature)."""
 
+    # buffers (registered in __init__) and submodules, for type checkers
+    mean: torch.Tensor
+    std: torch.Tensor
+    tendency_std: torch.Tensor
+    floor: torch.Tensor
+    lat_feature: torch.Tensor
+    lon_feature: torch.Tensor
+    valid: torch.Tensor
+    statics: torch.Tensor
+    anomaly_std: torch.Tensor
+    damping_logit: nn.Parameter
+    core: Any
+    skip: nn.Conv2d | None
+
     def __init__(
         self,
         spec: ForecasterSpec,
@@ -176,7 +190,7 @@ class Forecaster(nn.Module):
             self.register_buffer("anomaly_std", torch.tensor(asd, dtype=torch.float32).view(shape))
             rho = spec.damping or [0.9] * nv
             self.damping_logit = nn.Parameter(
-                torch.tensor(_logit(rho), dtype=torch.float32).view(1, nv, 1, 1)
+                torch.tensor(_logit(np.asarray(rho)), dtype=torch.float32).view(1, nv, 1, 1)
             )
         self.core = build_core(
             spec.net.get("arch", "unet"),
@@ -195,9 +209,11 @@ class Forecaster(nn.Module):
         # its inputs as a special case (initialised at zero, so it starts as the plain network)
         self.skip = None
         if spec.net.get("linear_skip", False):
-            self.skip = nn.Conv2d(cin, nv, 1)
-            nn.init.zeros_(self.skip.weight)
-            nn.init.zeros_(self.skip.bias)
+            skip = nn.Conv2d(cin, nv, 1)
+            nn.init.zeros_(skip.weight)
+            if skip.bias is not None:
+                nn.init.zeros_(skip.bias)
+            self.skip = skip
 
     def inputs(
         self, state: torch.Tensor, time: torch.Tensor, clim: torch.Tensor | None = None
@@ -205,6 +221,8 @@ class Forecaster(nn.Module):
         """Assemble the core's input ``(B, cin, H, W)``."""
         b, hist, nv, h, w = state.shape
         if self.climatology:
+            if clim is None:
+                raise ValueError("this forecaster takes the climatology as an input")
             x = (state - clim[:, :hist]) / self.anomaly_std
         else:
             x = (state - self.mean) / self.std
@@ -220,7 +238,7 @@ class Forecaster(nn.Module):
         ]
         if self.statics.shape[1]:
             feats.append(self.statics.expand(b, -1, h, w))
-        if self.climatology:
+        if clim is not None and self.climatology:
             c = (clim[:, -2:] - self.mean) / self.std
             c = torch.where(torch.isnan(c) | ~keep, torch.zeros_like(c), c)
             feats.append(c.reshape(b, 2 * nv, h, w))
@@ -248,6 +266,8 @@ class Forecaster(nn.Module):
         last = _zero_nan(state[:, -1])
         if not self.climatology:
             return last
+        if clim is None:
+            raise ValueError("this forecaster takes the climatology as an input")
         rho = torch.sigmoid(self.damping_logit)
         return _zero_nan(clim[:, -1]) + rho * (last - _zero_nan(clim[:, -2]))
 
@@ -276,9 +296,12 @@ def ensemble(members: list[Forecaster]) -> Forecaster:
         out.statics.copy_(first.statics.cpu())  # already normalised
         for k, m in enumerate(members):
             out.core.members[k].load_state_dict(m.core.state_dict())
-        if out.skip is not None:
-            out.skip.weight.copy_(torch.stack([m.skip.weight for m in members]).mean(0))
-            out.skip.bias.copy_(torch.stack([m.skip.bias for m in members]).mean(0))
+        skips = [m.skip for m in members if m.skip is not None]
+        if out.skip is not None and len(skips) == len(members):
+            out.skip.weight.copy_(torch.stack([k.weight for k in skips]).mean(0))
+            if out.skip.bias is not None:
+                biases = [k.bias for k in skips if k.bias is not None]
+                out.skip.bias.copy_(torch.stack(biases).mean(0))
         if out.climatology:
             rho = torch.stack([torch.sigmoid(m.damping_logit) for m in members]).mean(0)
             out.damping_logit.copy_(torch.log(rho / (1 - rho)))

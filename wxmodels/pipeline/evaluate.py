@@ -64,7 +64,7 @@ def max_history(cfg: CycleConfig) -> int:
     """The longest input history of any model in the cycle (so all share the same inits)."""
     h = [cfg.net.history, 2]  # 2: the linear baseline uses two steps
     for c in cfg.compress.cells:
-        h += [s.history for s in c.steps if getattr(s, "history", None)]
+        h += [int(k) for s in c.steps if (k := getattr(s, "history", None))]
     return max(h)
 
 
@@ -269,7 +269,7 @@ def assemble(
     ``incumbent``: the registry's current teacher (:func:`~wxmodels.pipeline.champion.challenge`),
     scored as ``"incumbent"``; the record then carries the promotion verdict on the new teacher.
     """
-    parts = [baselines, *scores]
+    parts: list[ModelScores | BaselineScores] = [baselines, *scores]
     sc = scj.merge(*[scj.from_json(p.scores) for p in parts])
     regions = _merge_regions(parts)
     names = {c.name for c in cells}

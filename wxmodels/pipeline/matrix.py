@@ -115,7 +115,7 @@ def build_cell(cfg: CycleConfig, cell: CellConfig, teacher_dir: str) -> CellReco
     if clim is not None:  # candidates take the teacher's input climatology
         shutil.copyfile(Path(teacher_dir) / "climatology.nc", tmp / "climatology.nc")
     model = copy.deepcopy(teacher)
-    filter_fn, protected = None, []
+    filter_fn, protected = None, list[str]()
     if cell.protect:
         filter_fn, protected = protect_filter(_sensitivity(cfg, teacher, trec, ctx), cell.protect)
         log.info("cell %s: leaves the most sensitive layers alone: %s", name, protected)

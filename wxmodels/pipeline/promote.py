@@ -148,7 +148,7 @@ def _publish(
         card.write_text(model_card(manifest, evaluation.scorecard, key))
         sc = Path(tmp) / "scorecard.json"
         sc.write_text(json.dumps(manifest["scorecard"], indent=1))
-        files = {
+        files: dict[str, str | Path] = {
             "model.onnx": onnx_path,
             "model.safetensors": src_dir / "torch" / "model.safetensors",
             "model.json": src_dir / "torch" / "model.json",

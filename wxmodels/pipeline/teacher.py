@@ -86,7 +86,9 @@ def build_spec(
         lon=fields.lon.tolist(),
         step_hours=fields.step_hours,
         statics=names,
-        **stats,
+        mean=stats["mean"],
+        std=stats["std"],
+        tendency_std=stats["tendency_std"],
     )
     if not cfg.net.climatology:
         return spec, statics, None, None

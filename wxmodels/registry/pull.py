@@ -105,7 +105,7 @@ class Pulling:
     ) -> tuple[str, bytes, bytes | None]:
         version = tag if cache.manifest(self.url, name, tag) else cache.alias(self.url, name, tag)
         found = cache.manifest(self.url, name, version) if version else None
-        if found is None:
+        if found is None or version is None:
             raise RegistryError(f"{ref} is not in the cache of {self.url}; pull it once online")
         return version, *found
 

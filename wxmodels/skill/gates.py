@@ -61,7 +61,7 @@ def check_gates(
     """
     cards = {"all": sc, **(regions or {})}
     variables = cfg.variables or [str(v) for v in sc["variable"].values]
-    leads = cfg.leads_h or [float(x) for x in sc["lead_time"].values]
+    leads: list[float] = [float(x) for x in (cfg.leads_h or sc["lead_time"].values)]
     reasons: list[str] = []
     unknown = [v for v in variables if v not in sc["variable"].values]
     if unknown:

@@ -65,7 +65,10 @@ def seeps(forecast: xr.DataArray, truth: xr.DataArray, clim: SeepsClimatology) -
     ok = fc.notnull() & ob.notnull()
     score = _lookup(clim.matrix(), fc.fillna(0).astype(int), ob.fillna(0).astype(int))
     keep = xr.DataArray((clim.p1 > 0.1) & (clim.p1 < 0.85), dims=(LAT, LON))
-    return time_mean(spatial_mean(score.where(ok & keep)))
+    out = time_mean(spatial_mean(score.where(ok & keep)))
+    if not isinstance(out, xr.DataArray):
+        raise TypeError("SEEPS of a DataArray is a DataArray")
+    return out
 
 
 def _lookup(m: np.ndarray, fi: xr.DataArray, oi: xr.DataArray) -> xr.DataArray:

@@ -84,8 +84,11 @@ def init_linear_path(
     coef = torch.linalg.solve(xtx + torch.diag(pen), xty)  # (cin + 1, V)
     # residual sum of squares of the fit, from the normal equations
     rss = yy - 2 * (coef * xty).sum(0) + (coef * (xtx @ coef)).sum(0)
-    model.skip.weight.copy_(coef[:cin].T.reshape(nv, cin, 1, 1).float())
-    model.skip.bias.copy_(coef[cin].float())
+    skip = model.skip
+    if skip is None or skip.bias is None:
+        raise ValueError("the least-squares start needs the model's linear path (net.linear_skip)")
+    skip.weight.copy_(coef[:cin].T.reshape(nv, cin, 1, 1).float())
+    skip.bias.copy_(coef[cin].float())
     _zero_head(model)
     before = float(yy.sum() / (n * nv))
     after = float(rss.sum() / (n * nv))

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from wxmodels.data.fields import Fields
 from wxmodels.geometry import lat_weights_np
+from wxmodels.nets.forecaster import Forecaster
 from wxmodels.nets.rollout import rollout
 
 __all__ = ["Batches", "FitReport", "FitSettings", "fit", "masked_loss", "pick_device"]
@@ -177,7 +178,7 @@ def masked_loss(
 
 
 def fit(
-    model: nn.Module,
+    model: Forecaster,
     fields: Fields,
     train_inits: np.ndarray,
     val_inits: np.ndarray,
@@ -227,7 +228,7 @@ def fit(
     batches = Batches(fields, model.history, device, clim_all)
     if teacher is not None:
         teacher = teacher.to(device).eval()
-        tb = Batches(fields, teacher.history, device, clim_all)
+        tb = Batches(fields, int(getattr(teacher, "history", 1)), device, clim_all)
     report = FitReport()
     t0 = time.perf_counter()
     best_state = copy.deepcopy(model.state_dict())
