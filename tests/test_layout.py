@@ -24,6 +24,7 @@ LIBRARY = {
     "paths": 0,
     "locks": 0,
     "geometry": 0,
+    "record": 0,
     "config": 1,
     "data": 2,
     "nets": 3,

@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from tasks.promote import rejected_all
 from tests.factories import tiny_cycle_config
 from wxmodels.config.cycle import CycleConfig
+from wxmodels.pipeline.records import Candidate, Evaluation, Gate
 
 
 def test_rejected_all_sends_the_notification(prefect_server, tmp_path):
@@ -38,12 +39,17 @@ def test_rejected_all_sends_the_notification(prefect_server, tmp_path):
         raw = tiny_cycle_config(tmp_path)
         raw["promote"]["notify_block"] = "custom-webhook/wxc-test-hook"
         cfg = CycleConfig.model_validate(raw)
-        evaluation = {
-            "candidates": [
-                {"name": "prune", "gate": {"passed": False, "reasons": ["worse than persistence"]}},
-                {"name": "int8", "gate": {"passed": False, "reasons": ["RMSE +9 % at 6 h"]}},
+        # only the fields the notification reads: a partial record, built without validation
+        evaluation = Evaluation.model_construct(
+            candidates=[
+                Candidate.model_construct(
+                    name="prune", gate=Gate(passed=False, reasons=["worse than persistence"])
+                ),
+                Candidate.model_construct(
+                    name="int8", gate=Gate(passed=False, reasons=["RMSE +9 % at 6 h"])
+                ),
             ]
-        }
+        )
         rejected_all(cfg, evaluation, "cycle/test-run")
     finally:
         server.shutdown()

@@ -1,6 +1,7 @@
 """The shared contract every compression method passes, and what is special to each.
 
-A new torch method adds a config fixture, a size measure and a three-line test class.
+A new torch method adds a config, a size measure and a three-line test class; a new ONNX-side
+method a config and a class of :class:`OnnxMethodContract`.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ import torch
 from wxmodels.compress import get_method
 from wxmodels.compress.cluster import ClusterConfig
 from wxmodels.compress.distill import DistillConfig
+from wxmodels.compress.dynamic import DynamicConfig
 from wxmodels.compress.int8 import Int8Config
 from wxmodels.compress.lowrank import LowRankConfig
 from wxmodels.compress.prune import PruneConfig
+from wxmodels.compress.qat import QatConfig
 from wxmodels.compress.structured import StructuredConfig
 from wxmodels.export.onnx import OrtForecaster, export_onnx, onnx_parity
 from wxmodels.export.packing import pack_onnx, unpack_onnx
@@ -131,21 +134,63 @@ class TestCluster(MethodContract):
         assert max_distinct_per_layer(m) <= 8
 
 
-def test_int8_contract(teacher, ctx, probe, tmp_path):
-    cfg = Int8Config(calibration_samples=8)
-    assert Int8Config.model_validate_json(cfg.model_dump_json()) == cfg
-    fp32 = export_onnx(teacher, tmp_path / "fp32.onnx")
-    q = get_method(cfg).apply(fp32, tmp_path / "int8.onnx", cfg, ctx=ctx, history=2)
-    assert q.stat().st_size < fp32.stat().st_size
-    ops = {n.op_type for n in onnx.load(str(q)).graph.node}
-    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
-    state, tm = probe
-    out = OrtForecaster(q)(state, tm)
-    ref = OrtForecaster(fp32)(state, tm)
-    valid = ctx.fields.valid
-    assert out.shape == ref.shape and np.isfinite(out[:, :, valid]).all()
-    err = np.abs(out - ref)[:, :, valid].max() / 3.0
-    assert err < 0.5  # quantisation error, in std units, stays moderate on an untrained net
+class OnnxMethodContract:
+    """What every ONNX-side method (and a chain ending in one) must do: config round trip, a
+    smaller file than the fp32 export, the same inputs and outputs, finite values inside the
+    domain and NaN outside, an error in std units that stays moderate, and a pack that unpacks
+    to exactly the file."""
+
+    config: object
+    torch_steps: tuple = ()
+    max_error = 0.5  # std units, on an untrained net
+
+    def test_contract(self, teacher, ctx, probe, tmp_path):
+        cfg_type = type(self.config)
+        assert cfg_type.model_validate_json(self.config.model_dump_json()) == self.config
+        model = copy.deepcopy(teacher)
+        for step in self.torch_steps:
+            model = get_method(step).apply(model, step, ctx=ctx)
+        fp32 = export_onnx(model.eval(), tmp_path / "fp32.onnx")
+        method = get_method(self.config)
+        assert method.stage == "onnx" and self.config.stage == "onnx"
+        q = method.apply(fp32, tmp_path / "q.onnx", self.config, ctx=ctx, history=model.history)
+        assert q.stat().st_size < fp32.stat().st_size
+        before = [(i.name, i.type.tensor_type.elem_type) for i in onnx.load(str(fp32)).graph.input]
+        after = [(i.name, i.type.tensor_type.elem_type) for i in onnx.load(str(q)).graph.input]
+        assert after == before  # a deployer feeds the same tensors
+        state, tm = probe
+        out = OrtForecaster(q)(state, tm)
+        ref = OrtForecaster(fp32)(state, tm)
+        valid = ctx.fields.valid
+        assert out.shape == ref.shape and np.isfinite(out[:, :, valid]).all()
+        assert np.isnan(out[:, :, ~valid]).all()
+        assert np.abs(out - ref)[:, :, valid].max() / 3.0 < self.max_error
+        pack_onnx(q, tmp_path / "q.wxpack")
+        assert unpack_onnx(tmp_path / "q.wxpack") == q.read_bytes()
+
+
+class TestInt8(OnnxMethodContract):
+    config = Int8Config(calibration_samples=8)
+
+    def test_static_qdq(self, teacher, ctx, tmp_path):
+        fp32 = export_onnx(teacher, tmp_path / "fp32.onnx")
+        q = get_method(self.config).apply(
+            fp32, tmp_path / "q.onnx", self.config, ctx=ctx, history=2
+        )
+        ops = {n.op_type for n in onnx.load(str(q)).graph.node}
+        assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+
+
+class TestDynamic(OnnxMethodContract):
+    config = DynamicConfig(op_types=["Conv"])
+
+
+class TestQatThenInt8(OnnxMethodContract):
+    """``qat`` is a torch step that only makes sense before ``int8``: the contract runs the
+    chain."""
+
+    torch_steps = (QatConfig(finetune_epochs=1),)
+    config = Int8Config(calibration_samples=8)
 
 
 def test_methods_refuse_what_they_cannot_do(teacher, ctx):

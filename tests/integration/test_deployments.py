@@ -15,6 +15,7 @@ import yaml
 
 from deployments import NAMES
 from tests.factories import tiny_cycle_config
+from tests.integration.ui import ui_shows
 from wxmodels.config.deployments import DeploymentsConfig
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -52,33 +53,6 @@ def _wait(pred, timeout, what):
             return got
         time.sleep(2)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-def _chromium() -> str:
-    import shutil
-
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        if shutil.which(name):
-            return shutil.which(name)
-    pytest.skip("no Chromium (make test installs Debian's chromium as root)")
-
-
-def _browse(url: str, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [
-            _chromium(),
-            "--headless=new",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--window-size=1400,1800",
-            "--virtual-time-budget=45000",
-            *extra,
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
 
 
 def _wxc(*args, env):
@@ -187,18 +161,14 @@ def test_stack_deployments_and_the_new_teacher_trigger_on_a_dask_cluster(tmp_pat
         # the matrix ran on the cluster's worker processes, not in a LocalCluster
         logs = (tmp_path / "home" / "logs" / "runner.log").read_text()
         assert "LocalCluster" not in logs
-        # what an operator sees in the UI: the runs and the scorecard artifact
-        import re
-
-        ui = url.removesuffix("/api")
-        page = _browse(f"{ui}/runs?hide-subflows=false", "--dump-dom")
-        text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", page.stdout))
-        for name in ("retrain", "compress-validate-promote", "compress-tiny", "evaluate-tiny"):
-            assert name in text, f"{name} not on the runs page: {text[:800]}"
-        arts = _browse(f"{ui}/artifacts", "--dump-dom")
-        assert "scorecard" in arts.stdout and "model-card-edge" in arts.stdout
+        # what an operator sees in the UI: the runs and the scorecard and model-card artifacts
         shot = tmp_path / "ui-runs.png"
-        _browse(f"{ui}/runs", f"--screenshot={shot}")
+        ui_shows(
+            url.removesuffix("/api"),
+            runs=["retrain", "compress-validate-promote", "compress-tiny", "evaluate-tiny"],
+            artifacts=["scorecard", "model-card-edge"],
+            screenshot=shot,
+        )
         assert shot.exists() and shot.stat().st_size > 10_000
     finally:
         d = _wxc("down", env=env)

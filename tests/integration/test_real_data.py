@@ -107,10 +107,10 @@ def test_small_teacher_beats_persistence_on_wfde5(shared_data, tmp_path):
     )
     ingest(cfg.data)
     teacher = train_teacher(cfg)
-    s = ev.score_model(cfg, "teacher", f"{teacher['dir']}/model.onnx")
+    s = ev.score_model(cfg, "teacher", f"{teacher.dir}/model.onnx")
     b = ev.score_baselines(cfg)
-    t_rmse = s["scores"]["teacher"]["rmse"]["2m_temperature"]["1"]
-    p_rmse = b["scores"]["persistence"]["rmse"]["2m_temperature"]["1"]
-    c_rmse = b["scores"]["climatology"]["rmse"]["2m_temperature"]["1"]
+    t_rmse = s.scores["teacher"]["rmse"]["2m_temperature"]["1"]
+    p_rmse = b.scores["persistence"]["rmse"]["2m_temperature"]["1"]
+    c_rmse = b.scores["climatology"]["rmse"]["2m_temperature"]["1"]
     print("tair 1h rmse: teacher %.3f persistence %.3f climatology %.3f" % (t_rmse, p_rmse, c_rmse))
     assert t_rmse < p_rmse < c_rmse, (t_rmse, p_rmse, c_rmse)

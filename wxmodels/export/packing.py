@@ -158,7 +158,9 @@ def unpack_onnx(path: str | Path) -> bytes:
             by_name = {init.name: init for init in model.graph.initializer}
             for name, meta in manifest["tensors"].items():
                 a = _decode(meta, z.read(meta["payload"]))
-                by_name[name].CopyFrom(numpy_helper.from_array(a, name))
+                # only raw_data was cleared at packing: every other field (data_location set
+                # to its default, say) is still there, so the bytes come back exactly
+                by_name[name].raw_data = np.ascontiguousarray(a).tobytes()
     except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError) as e:
         if isinstance(e, PackError):
             raise
