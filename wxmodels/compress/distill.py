@@ -51,16 +51,27 @@ def apply(
     return student
 
 
+def _same_shapes(a: torch.nn.Module | None, b: torch.nn.Module | None) -> bool:
+    if a is None or b is None:
+        return False
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(sa[k].shape == sb[k].shape for k in sa)
+
+
 def _inherit_linear_path(student: Forecaster, teacher: Forecaster) -> None:
-    """Start the student at the teacher's linear part (its pointwise linear path and damping,
-    with the student's core output zeroed): distillation then only transfers what is
-    nonlinear."""
+    """Start the student at the teacher's linear part (its pointwise and spatial linear paths
+    and damping, with the student's core output zeroed): distillation then only transfers
+    what is nonlinear."""
     if student.skip is None or teacher.skip is None:
         return
     if student.skip.weight.shape != teacher.skip.weight.shape:
         return
     with torch.no_grad():
         student.skip.load_state_dict(teacher.skip.state_dict())
+        if _same_shapes(student.spatial, teacher.spatial):
+            assert student.spatial is not None
+            assert teacher.spatial is not None
+            student.spatial.load_state_dict(teacher.spatial.state_dict())
         if student.climatology and teacher.climatology:
             student.damping_logit.copy_(teacher.damping_logit)
         head = getattr(student.core, "head", None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Annotated, Any, Literal
 
+import pandas as pd
 from pydantic import Field, field_validator, model_validator
 
 from wxmodels.config.base import Strict
@@ -201,9 +202,18 @@ class SplitConfig(Strict):
     longest lead, so that targets never overlap)."""
     test_start: str | None = None
     """Start of the test window; overrides the fractions for the test part when set."""
+    val_start: str | None = None
+    """Start of the validation window (with ``test_start``): split by dates, as by years on a
+    long record (train up to ``val_start``, validation up to ``test_start``, each less the gap);
+    the fractions are then unused."""
 
     @model_validator(mode="after")
     def _fractions(self) -> SplitConfig:
+        if self.val_start is not None:
+            if self.test_start is None:
+                raise ValueError("val_start needs test_start")
+            if pd.Timestamp(self.val_start) >= pd.Timestamp(self.test_start):
+                raise ValueError("val_start must come before test_start")
         if self.train_fraction + self.val_fraction >= 0.95:
             raise ValueError("train_fraction + val_fraction must leave room for a test window")
         return self

@@ -8,6 +8,8 @@ from pydantic import Field, field_validator, model_validator
 
 from wxmodels.config.base import Strict
 
+Baseline = Literal["persistence", "climatology", "linear", "cell_linear", "ridge"]
+
 __all__ = ["EvaluateConfig", "GateConfig", "GateRule", "RegionConfig"]
 
 
@@ -29,18 +31,21 @@ class EvaluateConfig(Strict):
     init_stride_h: int = Field(3, ge=1, le=24 * 366)
     """Hours between initialisation times in the test window."""
     climatology: Literal["auto", "store", "train"] = "auto"
-    """Climatology of the ACC anomalies and of the climatology and linear baselines: the
-    store's (all committed data, as WeatherBench 2 scores against a reference climatology), or
-    one fitted on the training window only. ``auto``: the store's when it spans more than two
-    years (the test window is then a small part of it), else the training window's (a
-    climatology of a short record that includes the test window would leak it into the
-    baselines)."""
-    baselines: list[Literal["persistence", "climatology", "linear"]] = [
+    """Climatology of the ACC anomalies and of the climatology and regression baselines: the
+    one fitted on the training window (``train``, and ``auto``: a climatology that has seen
+    the test window would leak it into the baselines, as WeatherBench 2 scores 2020 against
+    1990-2019), or the store's (all committed data)."""
+    baselines: list[Baseline] = [
         "persistence",
         "climatology",
         "linear",
+        "cell_linear",
+        "ridge",
     ]
-    """Baselines scored on the same inits and leads (``linear``: regression on anomalies)."""
+    """Baselines scored on the same inits and leads, all fitted on the training window:
+    ``linear`` a regression on anomalies pooled over cells, ``cell_linear`` one per cell,
+    ``ridge`` a spatial ridge regression (every cell -> every cell, strength chosen on the
+    validation window); see :mod:`wxmodels.skill.baselines`."""
     regions: dict[str, RegionConfig] = {}
     """Extra verification regions (the whole domain, ``all``, is always scored)."""
     seeps_dry_mm: float = Field(0.1, gt=0)
@@ -74,7 +79,7 @@ class GateRule(Strict):
     """RMSE relative to the teacher (fraction), replacing the default for these cases."""
     max_seeps: float | None = None
     """SEEPS limit (precipitation)."""
-    beat: list[Literal["persistence", "climatology", "linear"]] = []
+    beat: list[Baseline] = []
     """Baselines the candidate must beat here, whatever the teacher does."""
 
 
@@ -89,6 +94,20 @@ class GateConfig(Strict):
     """Where the teacher beats climatology, the candidate must too."""
     beat_linear: bool = False
     """Where the teacher beats the linear-regression baseline, the candidate must too."""
+    beat_cell_linear: bool = False
+    """The same for the per-cell regression."""
+    beat_ridge: bool = False
+    """The same for the spatial ridge regression."""
+    confidence: float | None = Field(0.95, gt=0.5, lt=1)
+    """Confidence of the paired block bootstrap behind every comparison (teacher vs baseline,
+    candidate vs teacher): a candidate fails a tolerance only where it is worse beyond it at
+    this confidence, and "the teacher beats a baseline" counts only where it does so at this
+    confidence. ``None``: compare point estimates."""
+    bootstrap_samples: int = Field(1000, ge=100, le=100_000)
+    """Bootstrap resamples (a fixed seed: the same scores give the same verdict)."""
+    bootstrap_block: int | None = Field(None, ge=1, le=100_000)
+    """Inits per bootstrap block; ``None``: from the autocorrelation of the error
+    differences, and never fewer than the inits the longest lead spans."""
     variables: list[str] | None = None
     """Variables the gates look at (all forecast variables when ``None``)."""
     leads_h: list[int] | None = None

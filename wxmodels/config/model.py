@@ -41,6 +41,13 @@ class NetConfig(Strict):
     """Start from the least-squares fit of the linear path, with the core's output zeroed
     (needs ``linear_skip``; not on a warm start): the model begins as a linear regression on
     all its inputs and learns only what is nonlinear."""
+    spatial_rank: int = Field(0, ge=0, le=512)
+    """A reduced-rank linear map from the whole history field (every variable at every cell)
+    to the whole increment, beside the network: the spatial regression a statistician fits
+    (advection, teleconnections, the large scales a conv's receptive field misses), kept to
+    this rank (EOF truncation) so it stays small. With ``linear_init`` it starts at the ridge
+    solution on the residual of the pointwise path, its strength chosen on validation. ``0``:
+    off. Needs history x variables x cells <= 8192."""
     members: int = Field(1, ge=1, le=16)
     """An ensemble of this many cores trained independently (derived seeds, each from the
     same start) whose one-step outputs are averaged: one model, one ONNX graph, ``members``

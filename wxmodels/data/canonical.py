@@ -17,7 +17,14 @@ import xarray as xr
 from wxmodels.errors import DataError
 from wxmodels.schema import LAT, LON, TIME, VARIABLES, get_variable
 
-__all__ = ["ALIASES", "convert_units", "normalise_units", "plan_canonical", "to_canonical"]
+__all__ = [
+    "ALIASES",
+    "convert_units",
+    "normalise_time_axis",
+    "normalise_units",
+    "plan_canonical",
+    "to_canonical",
+]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +48,17 @@ ALIASES: Mapping[str, str] = {
     "u": "u_component_of_wind",
     "v": "v_component_of_wind",
     "q": "specific_humidity",
+    "skt": "skin_temperature",
+    "sst": "sea_surface_temperature",
+    "tcwv": "total_column_water_vapour",
+    "u100": "100m_u_component_of_wind",
+    "v100": "100m_v_component_of_wind",
+    "lcc": "low_cloud_cover",
+    "blh": "boundary_layer_height",
+    "cape": "convective_available_potential_energy",
+    # NCEP/NCAR reanalysis names
+    "slp": "mean_sea_level_pressure",
+    "pr_wtr": "total_column_water_vapour",
     # WFDE5 / WATCH forcing names
     "Tair": "2m_temperature",
     "Qair": "2m_specific_humidity",
@@ -73,6 +91,9 @@ _STANDARD_NAMES: Mapping[str, str] = {
     "eastward_wind": "10m_u_component_of_wind",
     "northward_wind": "10m_v_component_of_wind",
     "cloud_area_fraction": "total_cloud_cover",
+    "surface_temperature": "skin_temperature",
+    "sea_surface_temperature": "sea_surface_temperature",
+    "atmosphere_mass_content_of_water_vapor": "total_column_water_vapour",
 }
 
 _LEVEL_DIMS = ("isobaricInhPa", "level", "pressure_level", "plev")
@@ -167,6 +188,35 @@ def convert_units(
     out = fn(values)
     out.attrs = dict(values.attrs)
     return out
+
+
+# ERA5 experiment versions: "0001" final, "0005" the preliminary ERA5T
+_FINAL_EXPVER = "0001"
+
+
+def normalise_time_axis(ds: xr.Dataset) -> xr.Dataset:
+    """Bring the CDS's layouts to one ``time`` dimension, from metadata only.
+
+    * The current CDS NetCDF (written by cfgrib) names the axis ``valid_time``, with a scalar
+      ``time`` (or none) and an ``expver`` string coordinate along it: ``valid_time`` becomes
+      ``time``; ``expver`` stays a coordinate (dropped when canonical).
+    * The older layout has an ``expver`` *dimension* where a request straddled final ERA5 and
+      preliminary ERA5T, each step valid in exactly one: the final value is taken where it
+      exists, the preliminary one elsewhere.
+    """
+    if TIME not in ds.dims and "valid_time" in ds.dims:
+        if TIME in ds.variables:
+            ds = ds.drop_vars(TIME)
+        ds = ds.rename({"valid_time": TIME})
+    if "expver" in ds.dims:
+        versions = [str(v) for v in ds["expver"].values]
+        order = sorted(range(len(versions)), key=lambda i: versions[i] != _FINAL_EXPVER)
+        parts = [ds.isel(expver=i, drop=True) for i in order]
+        out = parts[0]
+        for part in parts[1:]:
+            out = out.combine_first(part)
+        ds = out
+    return ds
 
 
 def _find(ds: xr.Dataset, names: tuple[str, ...], what: str) -> str:

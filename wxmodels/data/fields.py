@@ -130,6 +130,10 @@ def make_split(fields: Fields, cfg: SplitConfig) -> Split:
     """Split the time axis into train / gap / validation / gap / test."""
     n = len(fields.hours)
     gap = round(cfg.gap_hours / fields.step_hours)
+    if cfg.val_start is not None and cfg.test_start is not None:
+        val_lo, test_lo = fields.index_of(cfg.val_start), fields.index_of(cfg.test_start)
+        train, val = (0, val_lo - gap), (val_lo, test_lo - gap)
+        return _checked(Split(train, val, (test_lo, n)), n, cfg)
     if cfg.test_start is not None:
         test_lo = fields.index_of(cfg.test_start)
         rest = test_lo - 2 * gap
@@ -141,13 +145,17 @@ def make_split(fields: Fields, cfg: SplitConfig) -> Split:
         train = (0, n_train)
         test_lo = n_train + gap + n_val + gap
     val = (train[1] + gap, train[1] + gap + n_val)
-    test = (test_lo, n)
+    return _checked(Split(train, val, (test_lo, n)), n, cfg)
+
+
+def _checked(split: Split, n: int, cfg: SplitConfig) -> Split:
+    train, val, test = split.train, split.val, split.test
     if train[1] - train[0] < 8 or val[1] - val[0] < 2 or test[1] - test[0] < 2:
         raise DataError(
             f"the store's {n} steps are too few for the split {cfg.model_dump()} "
             f"(train {train}, val {val}, test {test})"
         )
-    return Split(train, val, test)
+    return split
 
 
 def compute_stats(fields: Fields, part: tuple[int, int]) -> dict[str, list[float]]:

@@ -23,7 +23,7 @@ import pandas as pd
 import xarray as xr
 
 from wxmodels.config.data import expand
-from wxmodels.data.canonical import plan_canonical, to_canonical
+from wxmodels.data.canonical import normalise_time_axis, plan_canonical, to_canonical
 from wxmodels.data.combine import combine, grid_key, time_from_step
 from wxmodels.data.regrid import coarsen, subset
 from wxmodels.data.synthetic import write_synthetic_files
@@ -106,7 +106,7 @@ class Source:
         """One input as raw, lazy, chunked data with a time axis and its per-file renames;
         metadata is checked against the canonical schema (no data is read)."""
         cfg = self.cfg
-        raw = self._raw(ref)
+        raw = normalise_time_axis(self._raw(ref))
         # wrap the lazy backend arrays in dask before any arithmetic (a unit conversion on a
         # lazily indexed array would load it whole): each chunk is read when it is written
         tdim = TIME if TIME in raw.dims else getattr(cfg.time_from_step, "dim", None)

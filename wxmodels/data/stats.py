@@ -167,14 +167,32 @@ class ClimAccumulator:
         self.span = [min(self.span[0], other.span[0]), max(self.span[1], other.span[1])]
 
     def terms(self) -> list[int]:
-        """Feature indices used: annual terms only when the record spans a year."""
+        """Feature indices used: annual terms only when the record spans a year, and only the
+        terms the sampling identifies (daily means stamped at one hour carry no diurnal cycle;
+        6-hourly steps no second diurnal sine): a term whose part not explained by the terms
+        before it is below 1e-6 of its own size is left out."""
         names = feature_names(self.n_annual, self.n_diurnal)
         full_year = (self.span[1] - self.span[0]) >= YEAR_H - 24
-        return [
+        wanted = [
             i
             for i, n in enumerate(names)
             if full_year or ("annual" not in n and not n.endswith(("ca1", "sa1")))
         ]
+        if not self.n.any():
+            return wanted
+        a = self.xtx[int(np.argmax(self.n))]
+        kept: list[int] = []
+        for i in wanted:
+            if a[i, i] <= 0:
+                continue
+            if kept:
+                k = np.ix_(kept, kept)
+                resid = a[i, i] - a[i, kept] @ np.linalg.solve(a[k], a[kept, i])
+            else:
+                resid = a[i, i]
+            if resid > 1e-6 * a[i, i]:
+                kept.append(i)
+        return kept
 
     def coefficients(self) -> tuple[np.ndarray, list[int]]:
         """``beta (V, P_used, H, W)`` and the feature indices it refers to."""

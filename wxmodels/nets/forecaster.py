@@ -52,6 +52,7 @@ __all__ = [
 SPEC_VERSION = 2
 N_STATIC = 3  # latitude, longitude, validity mask
 N_TIME = 4  # sin/cos hour of day, sin/cos day of year
+MAX_SPATIAL_INPUTS = 8192  # the spatial path's normal equations stay under ~0.5 GB
 
 
 @dataclass
@@ -138,6 +139,7 @@ class Forecaster(nn.Module):
     damping_logit: nn.Parameter
     core: Any
     skip: nn.Conv2d | None
+    spatial: SpatialPath | None
 
     def __init__(
         self,
@@ -214,6 +216,21 @@ class Forecaster(nn.Module):
             if skip.bias is not None:
                 nn.init.zeros_(skip.bias)
             self.skip = skip
+        # a reduced-rank linear map of the whole history field to the whole increment
+        # (initialised with a zero output, so it too starts as the plain network)
+        self.spatial = None
+        rank = int(spec.net.get("spatial_rank", 0))
+        if rank:
+            n_in, n_out = self.history * nv * h * w, nv * h * w
+            if n_in > MAX_SPATIAL_INPUTS:
+                raise ValueError(
+                    f"net.spatial_rank needs history x variables x cells <= "
+                    f"{MAX_SPATIAL_INPUTS}; this model has {n_in}: set it to 0 or use a "
+                    "coarser grid"
+                )
+            # an ensemble's map is its members' maps side by side (their mean, exactly)
+            r = min(rank, n_in, n_out) * self.members
+            self.spatial = SpatialPath(n_in, r, n_out)
 
     def inputs(
         self, state: torch.Tensor, time: torch.Tensor, clim: torch.Tensor | None = None
@@ -256,6 +273,10 @@ class Forecaster(nn.Module):
         # 0 * NaN in the backward pass would poison the gradients even where masked
         inp = self.inputs(state, time, clim)
         out = self.core(inp) if self.skip is None else self.core(inp) + self.skip(inp)
+        if self.spatial is not None:
+            b, _, h, w = out.shape
+            field = inp[:, : self.history * out.shape[1]].flatten(1)
+            out = out + self.spatial(field).view(b, -1, h, w)
         nxt = self.base(state, clim) + out * self.tendency_std
         nxt = torch.maximum(nxt, self.floor)
         return torch.where(self.valid, nxt, torch.full_like(nxt, float("nan")))
@@ -273,6 +294,21 @@ class Forecaster(nn.Module):
 
     def n_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+class SpatialPath(nn.Module):
+    """``outer(inner(x))``: a rank-``r`` linear map of the flattened history field to the
+    flattened increment (``inner`` has no bias; ``outer`` starts at zero)."""
+
+    def __init__(self, n_in: int, rank: int, n_out: int):
+        super().__init__()
+        self.inner = nn.Linear(n_in, rank, bias=False)
+        self.outer = nn.Linear(rank, n_out)
+        nn.init.zeros_(self.outer.weight)
+        nn.init.zeros_(self.outer.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.outer(self.inner(x))
 
 
 def ensemble(members: list[Forecaster]) -> Forecaster:
@@ -302,6 +338,14 @@ def ensemble(members: list[Forecaster]) -> Forecaster:
             if out.skip.bias is not None:
                 biases = [k.bias for k in skips if k.bias is not None]
                 out.skip.bias.copy_(torch.stack(biases).mean(0))
+        spatials = [m.spatial for m in members if m.spatial is not None]
+        if out.spatial is not None and len(spatials) == len(members):
+            # the mean of k rank-r maps is one rank-kr map: inner maps stacked, outer maps
+            # side by side and scaled by 1/k
+            out.spatial.inner.weight.copy_(torch.cat([sp.inner.weight for sp in spatials], 0))
+            k = len(spatials)
+            out.spatial.outer.weight.copy_(torch.cat([sp.outer.weight for sp in spatials], 1) / k)
+            out.spatial.outer.bias.copy_(torch.stack([sp.outer.bias for sp in spatials]).mean(0))
         if out.climatology:
             rho = torch.stack([torch.sigmoid(m.damping_logit) for m in members]).mean(0)
             out.damping_logit.copy_(torch.log(rho / (1 - rho)))
@@ -322,6 +366,13 @@ def member(model: Forecaster, k: int) -> Forecaster:
         for name, v in model.state_dict().items()
         if not name.startswith("core.members.") or name.startswith(f"core.members.{k}.")
     }
+    if model.spatial is not None:
+        # member k's block of the side-by-side maps (its own bias is not kept apart from the
+        # others': the mean stands in, which a warm start then refits)
+        r = model.spatial.inner.weight.shape[0] // model.members
+        inner, outer = model.spatial.inner.weight, model.spatial.outer.weight
+        state["spatial.inner.weight"] = inner[k * r : (k + 1) * r]
+        state["spatial.outer.weight"] = outer[:, k * r : (k + 1) * r] * model.members
     out.load_state_dict(state, strict=True)
     return out
 

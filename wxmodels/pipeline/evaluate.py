@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from wxmodels.config.cycle import CycleConfig
@@ -32,8 +34,16 @@ from wxmodels.pipeline.records import (
     TeacherSummary,
 )
 from wxmodels.skill import scorecard as scj
-from wxmodels.skill.baselines import fit_linear
+from wxmodels.skill.baselines import (
+    CellLinearBaseline,
+    LinearBaseline,
+    RidgeBaseline,
+    fit_cell_linear,
+    fit_linear,
+    fit_ridge,
+)
 from wxmodels.skill.gates import check_gates, check_latency
+from wxmodels.skill.metrics import mse
 from wxmodels.skill.pareto import mean_relative_rmse, pareto_front
 from wxmodels.skill.seeps import seeps_climatology
 from wxmodels.skill.verify import (
@@ -50,6 +60,7 @@ from wxmodels.utils import stable_hash
 __all__ = [
     "assemble",
     "eval_inits",
+    "load_errors",
     "measure_latencies",
     "model_forecasts",
     "score_baselines",
@@ -139,9 +150,6 @@ def setup(cfg: CycleConfig) -> Setup:
     inits = eval_inits(cfg, run)
     steps = lead_steps(cfg, f.step_hours)
     source = cfg.evaluate.climatology
-    if source == "auto":
-        span_h = f.hours[-1] - f.hours[0]
-        source = "store" if span_h > 2 * 8766 else "train"
     if source == "store":
         stats = run.store.statistics()
 
@@ -163,9 +171,40 @@ def setup(cfg: CycleConfig) -> Setup:
     return Setup(run, inits, steps, truth, clim, clim_at, seeps, _regions(cfg, run))
 
 
-def _card(s: Setup, forecasts: dict[str, xr.Dataset]) -> dict[str, Any]:
+def _card(s: Setup, forecasts: dict[str, xr.Dataset], errors: Path) -> dict[str, Any]:
+    """Scorecard JSON of ``forecasts``, and their per-init MSEs written to ``errors``."""
     sc = scorecard(forecasts, s.truth, s.clim, s.seeps, s.regions)
-    return {"scores": scj.to_json(sc), "regions": scj.regions_json(sc)}
+    per_init = xr.concat(
+        [mse(fc, s.truth) for fc in forecasts.values()],
+        dim=pd.Index(list(forecasts), name="model"),
+    )
+    errors.parent.mkdir(parents=True, exist_ok=True)
+    tmp = errors.with_name(errors.name + ".partial")
+    per_init.astype(np.float64).to_netcdf(tmp)
+    tmp.replace(errors)
+    return {"scores": scj.to_json(sc), "regions": scj.regions_json(sc), "errors": str(errors)}
+
+
+def _errors_path(cfg: CycleConfig, s: Setup, what: str) -> Path:
+    f = s.run.fields
+    key = stable_hash([what, f.store_version, cfg.evaluate.model_dump(), s.inits.tolist()], 12)
+    return Path(cfg.workdir) / "scores" / f"{key}.nc"
+
+
+def load_errors(paths: list[str | None]) -> xr.Dataset | None:
+    """The per-init MSEs of several score records in one Dataset (``None`` if any lacks
+    them: the gates then compare point estimates)."""
+    if not paths or any(p is None for p in paths):
+        return None
+    parts = []
+    for p in paths:
+        with xr.open_dataset(str(p)) as ds:
+            parts.append(ds.load())
+    seen: dict[str, xr.Dataset] = {}
+    for ds in parts:
+        for m in ds["model"].values:
+            seen[str(m)] = ds.sel(model=[m])
+    return xr.concat(list(seen.values()), dim="model")
 
 
 def model_forecasts(
@@ -192,14 +231,19 @@ def score_model(cfg: CycleConfig, name: str, onnx_path: str) -> ModelScores:
     f = s.run.fields
     return ModelScores(
         name=name,
-        **_card(s, {name: as_dataset(arr, f, s.inits, s.steps)}),
+        **_card(
+            s,
+            {name: as_dataset(arr, f, s.inits, s.steps)},
+            _errors_path(cfg, s, f"{name}:{onnx_path}"),
+        ),
         n_inits=len(s.inits),
         wall_s=time.perf_counter() - t0,
     )
 
 
 def score_baselines(cfg: CycleConfig) -> BaselineScores:
-    """Persistence, climatology and linear regression on the same inits and leads."""
+    """The configured baselines on the same inits and leads (regressions fitted on the
+    training window)."""
     s = setup(cfg)
     f = s.run.fields
     fc = {}
@@ -209,13 +253,26 @@ def score_baselines(cfg: CycleConfig) -> BaselineScores:
         )
     if "climatology" in cfg.evaluate.baselines:
         fc["climatology"] = s.clim
-    if "linear" in cfg.evaluate.baselines:
+    regressions = [b for b in ("linear", "cell_linear", "ridge") if b in cfg.evaluate.baselines]
+    if regressions:
         call = s.clim_at(f.hours)
         tr = s.run.split.inits(f, "train", history=2, lead_steps=max(s.steps))
-        lin = fit_linear(f, call, tr, s.steps)
-        fc["linear"] = as_dataset(lin.predict(f, call, s.inits), f, s.inits, s.steps)
+        fits: dict[str, Callable[[], LinearBaseline | CellLinearBaseline | RidgeBaseline]] = {
+            "linear": lambda: fit_linear(f, call, tr, s.steps),
+            "cell_linear": lambda: fit_cell_linear(f, call, tr, s.steps),
+            "ridge": lambda: fit_ridge(
+                f,
+                call,
+                tr,
+                s.run.split.inits(f, "val", history=2, lead_steps=max(s.steps)),
+                s.steps,
+            ),
+        }
+        for name in regressions:
+            model = fits[name]()
+            fc[name] = as_dataset(model.predict(f, call, s.inits), f, s.inits, s.steps)
     return BaselineScores(
-        **_card(s, fc),
+        **_card(s, fc, _errors_path(cfg, s, f"baselines:{sorted(fc)}")),
         n_inits=len(s.inits),
         test_window=(str(f.times[s.inits[0]]), str(f.times[s.inits[-1]])),
     )
@@ -276,12 +333,22 @@ def assemble(
     none = Latency()
     t_lat = latencies.get("teacher", none)
     scorecard = scj.to_json(sc)
+    errors = load_errors([p.errors for p in parts])
     gated = []
+    intervals: dict[str, dict] = {}
     for c in cells:
         if c.name not in sc["model"].values:
             continue
+        intervals[c.name] = {}
         gate = check_gates(
-            sc, c.name, cfg.gates, parity=c.parity, parity_gated=c.parity_gated, regions=regions
+            sc,
+            c.name,
+            cfg.gates,
+            parity=c.parity,
+            parity_gated=c.parity_gated,
+            regions=regions,
+            errors=errors,
+            intervals=intervals[c.name],
         )
         lat = latencies.get(c.name, none)
         gate = check_latency(gate, lat.batch1_ms, t_lat.batch1_ms, cfg.gates.max_latency_ratio)
@@ -320,6 +387,7 @@ def assemble(
             latency_ms_batch1=lat.batch1_ms,
             latency_ms_batch16=lat.batch16_ms,
             gate=gate,
+            intervals=intervals.get(c.name, {}),
             relative_rmse=rel,
             pareto=c.name in front,
         )
@@ -351,7 +419,7 @@ def assemble(
     from wxmodels.skill.plots import plot_heatmap, plot_pareto, plot_skill_vs_lead
 
     plots = [
-        str(plot_skill_vs_lead(sc, out / "rmse_vs_lead.png", "rmse")),
+        str(plot_skill_vs_lead(sc, out / "rmse_vs_lead.png", "rmse", errors)),
         str(plot_skill_vs_lead(sc, out / "acc_vs_lead.png", "acc")),
     ]
     if candidates:

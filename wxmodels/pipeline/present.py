@@ -9,7 +9,7 @@ from wxmodels.pipeline.records import Evaluation, MatrixResult, Promotion, Teach
 
 __all__ = ["candidate_rows", "cycle_report", "gate_text", "matrix_rows", "scorecard_rows"]
 
-BASELINES = ("persistence", "climatology", "linear")
+BASELINES = ("persistence", "climatology", "linear", "cell_linear", "ridge")
 
 
 def gate_text(passed: bool, reasons: list[str], n: int = 3) -> str:
@@ -95,10 +95,24 @@ def scorecard_rows(evaluation: Evaluation) -> list[dict[str, Any]]:
         for v, leads in sc[name]["rmse"].items():
             for lead, x in leads.items():
                 row[f"rmse {v} {lead}h"] = None if x is None else round(x, 5)
+        row["vs teacher (bounds)"] = _worst_interval(evaluation, name)
         row["pareto"] = "-" if gate is None else ("yes" if name in evaluation.pareto else "")
         row["gate"] = "-" if gate is None else gate_text(gate.passed, gate.reasons)
         rows.append(row)
     return rows
+
+
+def _worst_interval(evaluation: Evaluation, name: str) -> str:
+    """The candidate's relative RMSE against the teacher where it is worst, with its bootstrap
+    bounds (``-`` for the teacher, the baselines, and gates on point values)."""
+    cand = next((c for c in evaluation.candidates if c.name == name), None)
+    if cand is None or not cand.intervals:
+        return "-"
+    v, lead, (est, lo, hi) = max(
+        ((v, lead, x) for v, leads in cand.intervals.items() for lead, x in leads.items()),
+        key=lambda t: t[2][0],
+    )
+    return f"{est:+.1%} [{lo:+.1%}, {hi:+.1%}] ({v} {lead}h)"
 
 
 def cycle_report(
@@ -164,6 +178,7 @@ def cycle_report(
                 "relative_rmse": c.relative_rmse,
                 "pareto": c.pareto,
                 "gate": c.gate.model_dump(),
+                "intervals": c.intervals,
             }
             for c in evaluation.candidates
         ],

@@ -130,6 +130,9 @@ class ModelScores(Record):
     regions: dict[str, Any] = {}
     n_inits: int
     wall_s: float
+    errors: str | None = None
+    """NetCDF of the per-init spatial MSE ``(model, time, lead_time)`` per variable, for the
+    bootstrap behind the gates."""
 
 
 class BaselineScores(Record):
@@ -139,6 +142,8 @@ class BaselineScores(Record):
     regions: dict[str, Any] = {}
     n_inits: int
     test_window: tuple[str, str]
+    errors: str | None = None
+    """As :attr:`ModelScores.errors`, for every baseline."""
 
 
 class Latency(Record):
@@ -176,6 +181,9 @@ class Candidate(Record):
     latency_ms_batch1: float | None = None
     latency_ms_batch16: float | None = None
     gate: Gate
+    intervals: dict[str, dict[str, list[float]]] = {}
+    """Relative RMSE vs the teacher per variable and lead: ``[estimate, lower, upper]`` at the
+    gates' confidence (paired block bootstrap); empty when the gates compared point values."""
     relative_rmse: float | None = None
     """Mean RMSE relative to the teacher over the gated variables and leads."""
     pareto: bool = False

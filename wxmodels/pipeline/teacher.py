@@ -29,7 +29,7 @@ from wxmodels.pipeline.champion import warm_start_source
 from wxmodels.pipeline.context import RunData, load_run_data, set_threads
 from wxmodels.pipeline.records import TeacherRecord
 from wxmodels.registry.core import MANIFEST
-from wxmodels.training.linear_init import init_linear_path
+from wxmodels.training.linear_init import init_linear_path, init_spatial_path
 from wxmodels.training.loop import FitSettings, fit, pick_device
 from wxmodels.utils import code_version, derive_seed, read_json, stable_hash
 
@@ -220,6 +220,9 @@ def train_teacher(
         elif cfg.net.linear_skip and cfg.net.linear_init:
             one = split.inits(fields, "train", history=history, lead_steps=1)
             linear = init_linear_path(m, fields, one, call)
+            if m.spatial is not None:
+                val_one = split.inits(fields, "val", history=history, lead_steps=1)
+                linear = {**linear, **init_spatial_path(m, fields, one, val_one, call)}
         m.to(device)
         desc = "teacher" if n_members == 1 else f"teacher member {k + 1}/{n_members}"
         reports.append(

@@ -9,10 +9,12 @@ import numpy as np
 import xarray as xr
 
 from wxmodels.config.evaluate import GateConfig
+from wxmodels.schema import LEAD, TIME
+from wxmodels.skill.significance import Comparison, compare
 
 __all__ = ["GateResult", "check_gates"]
 
-BASELINES = ("persistence", "climatology", "linear")
+BASELINES = ("persistence", "climatology", "linear", "cell_linear", "ridge")
 
 
 @dataclass
@@ -45,6 +47,8 @@ def check_gates(
     parity: float | None = None,
     parity_gated: bool = True,
     regions: Mapping[str, xr.DataArray] | None = None,
+    errors: xr.Dataset | None = None,
+    intervals: dict | None = None,
 ) -> GateResult:
     """Check ``candidate`` against the teacher and the baselines, per variable and lead.
 
@@ -55,6 +59,14 @@ def check_gates(
       ``beat_linear``), the candidate's must too;
     * scores must be finite; for fp32 exports, ONNX-vs-torch parity within
       ``max_parity_error``.
+
+    With ``errors`` (per-init MSEs, :func:`~wxmodels.pipeline.evaluate.load_errors`) and
+    ``cfg.confidence`` set, both comparisons are paired block-bootstrap tests
+    (:mod:`.significance`): the candidate fails the tolerance only where it is worse beyond it
+    at the confidence, and a baseline counts as beaten by the teacher only where the teacher
+    is better at the confidence; the candidate then fails only where it is worse than that
+    baseline at the confidence. The reasons print the intervals; ``intervals`` (a dict, when
+    given) receives ``{variable: {lead: [estimate, lower, upper]}}`` of candidate vs teacher.
 
     Then every :class:`~wxmodels.config.evaluate.GateRule` (absolute RMSE, ACC, SEEPS limits,
     per-variable tolerances, baselines to beat regardless of the teacher, regions).
@@ -76,7 +88,26 @@ def check_gates(
         "persistence": cfg.beat_persistence,
         "climatology": cfg.beat_climatology,
         "linear": cfg.beat_linear,
+        "cell_linear": cfg.beat_cell_linear,
+        "ridge": cfg.beat_ridge,
     }
+    tested = errors is not None and cfg.confidence is not None
+
+    def test(a: str, b: str, v: str, lead: float) -> Comparison | None:
+        if not tested or errors is None or cfg.confidence is None:
+            return None
+        if a not in errors["model"].values or b not in errors["model"].values:
+            return None
+        e = errors[v].sel({LEAD: _lead_coord(errors, lead)})
+        return compare(
+            e.sel(model=a).values,
+            e.sel(model=b).values,
+            confidence=float(cfg.confidence),
+            samples=cfg.bootstrap_samples,
+            block=cfg.bootstrap_block,
+            min_block=_min_block(e, lead),
+        )
+
     for v in variables:
         if v in unknown:
             continue
@@ -87,14 +118,35 @@ def check_gates(
                 reasons.append(f"{where}: RMSE is not finite")
                 continue
             tol = overrides.get((v, float(lead)), cfg.max_rmse_increase)
-            if c > t * (1 + tol):
+            ct = test(candidate, teacher, v, lead)
+            if ct is not None and intervals is not None:
+                intervals.setdefault(v, {})[f"{lead:g}"] = ct.to_list()
+            if ct is not None and ct.worse_beyond(tol):
+                reasons.append(
+                    f"{where}: RMSE {c:.4g} > teacher {t:.4g} +{tol:.0%} beyond noise "
+                    f"({ct.describe()})"
+                )
+            elif ct is None and c > t * (1 + tol):
                 reasons.append(f"{where}: RMSE {c:.4g} > teacher {t:.4g} +{tol:.0%}")
             for base, on in beats.items():
                 b = _get(sc, base, "rmse", v, lead)
-                if on and np.isfinite(b) and t < b and not c < b:
+                if not (on and np.isfinite(b)):
+                    continue
+                tb = test(teacher, base, v, lead)
+                if tb is None:
+                    if t < b and not c < b:
+                        reasons.append(
+                            f"{where}: RMSE {c:.4g} does not beat {base} {b:.4g} "
+                            f"(the teacher does: {t:.4g})"
+                        )
+                    continue
+                if not tb.better:
+                    continue  # the teacher does not beat it beyond noise: nothing to keep
+                cb = test(candidate, base, v, lead)
+                if cb is not None and cb.worse:
                     reasons.append(
-                        f"{where}: RMSE {c:.4g} does not beat {base} {b:.4g} "
-                        f"(the teacher does: {t:.4g})"
+                        f"{where}: RMSE {c:.4g} worse than {base} {b:.4g} beyond noise "
+                        f"({cb.describe()}), where the teacher beats it ({tb.describe()})"
                     )
     for rule in cfg.rules:
         card = cards.get(rule.region)
@@ -127,6 +179,24 @@ def check_gates(
     if parity is not None and parity_gated and not parity <= cfg.max_parity_error:
         reasons.append(f"ONNX parity {parity:.3g} std > {cfg.max_parity_error:g}")
     return GateResult(not reasons, list(dict.fromkeys(reasons)))
+
+
+def _lead_coord(errors: xr.Dataset, lead: float) -> object:
+    """The ``lead_time`` label of ``lead`` hours in ``errors`` (hours as numbers, or
+    timedeltas)."""
+    values = errors[LEAD].values
+    if np.issubdtype(values.dtype, np.timedelta64):
+        return np.timedelta64(round(lead * 3600), "s")
+    return float(lead)
+
+
+def _min_block(e: xr.DataArray, lead: float) -> int:
+    """Inits a lead spans: forecasts closer than the lead share verifying times."""
+    t = e[TIME].values
+    if len(t) < 2:
+        return 1
+    stride_h = float(np.median(np.diff(t)) / np.timedelta64(1, "h"))
+    return max(1, int(np.ceil(lead / stride_h))) if stride_h > 0 else 1
 
 
 def check_latency(

@@ -20,8 +20,33 @@ _BASELINE_STYLE = {
 }
 
 
-def plot_skill_vs_lead(sc: xr.DataArray, path: str | Path, metric: str = "rmse") -> Path:
-    """One panel per variable: ``metric`` against lead time for every model in the scorecard."""
+def rmse_bounds(
+    errors: xr.Dataset, model: str, variable: str, confidence: float = 0.95
+) -> tuple[np.ndarray, np.ndarray]:
+    """Bootstrap bounds of a model's RMSE per lead (blocks as the gates choose them)."""
+    from wxmodels.skill.significance import block_length, resample_indices
+
+    e = errors[variable].sel(model=model).values  # (N, L)
+    lo, hi = [], []
+    for j in range(e.shape[1]):
+        x = e[:, j][np.isfinite(e[:, j])]
+        if len(x) < 2:
+            lo.append(np.nan)
+            hi.append(np.nan)
+            continue
+        idx = resample_indices(len(x), block_length(x), 500)
+        r = np.sqrt(x[idx].mean(axis=1))
+        a, b = np.quantile(r, [1 - confidence, confidence])
+        lo.append(a)
+        hi.append(b)
+    return np.asarray(lo), np.asarray(hi)
+
+
+def plot_skill_vs_lead(
+    sc: xr.DataArray, path: str | Path, metric: str = "rmse", errors: xr.Dataset | None = None
+) -> Path:
+    """One panel per variable: ``metric`` against lead time for every model in the scorecard;
+    with ``errors`` (per-init MSEs), RMSE bands at the bootstrap bounds."""
     variables = [
         str(v)
         for v in sc["variable"].values
@@ -37,7 +62,15 @@ def plot_skill_vs_lead(sc: xr.DataArray, path: str | Path, metric: str = "rmse")
             y = sc.sel(model=m, metric=metric, variable=v).values
             color, ls = _BASELINE_STYLE.get(str(m), (None, "-"))
             lw = 2.5 if str(m) == "teacher" else 1.2
-            ax.plot(leads, y, ls, color=color, lw=lw, marker="o", ms=3, label=str(m))
+            line = ax.plot(leads, y, ls, color=color, lw=lw, marker="o", ms=3, label=str(m))
+            if (
+                metric == "rmse"
+                and errors is not None
+                and str(m) in errors["model"].values
+                and v in errors
+            ):
+                lo, hi = rmse_bounds(errors, str(m), v)
+                ax.fill_between(leads, lo, hi, color=line[0].get_color(), alpha=0.15, lw=0)
         ax.set_title(v, fontsize=9)
         ax.set_xlabel("lead time (h)")
         ax.set_ylabel(metric.upper())
