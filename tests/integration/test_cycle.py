@@ -270,13 +270,20 @@ def test_deployer_forecast_is_the_scored_forecast(cycle_run):
                 continue
             assert r.returncode == 0, r.stderr
             # onnxruntime: the same file on the same inputs; torch: float32 kernels that differ
-            # in the last bits, carried through a rollout
-            tol = 1e-6 if runtime == "onnx" else 1e-3
+            # in the last bits, carried through a rollout. Int8 graphs run kernels chosen by
+            # batch size (the evaluation batches many inits, the deployer three): a value on a
+            # rounding boundary may land one quantization step apart, and the rollout carries it
+            int8 = any(s["method"] in ("int8", "dynamic") for s in man["recipe"])
+            tol = 1e-3 if runtime == "torch" or int8 else 1e-6
             with xr.open_dataset(out) as ds:
                 for i, v in enumerate(cfg.data.variables):
                     want = arr[pick, :, i]
                     np.testing.assert_allclose(
-                        ds[v].values, want, rtol=tol, atol=tol * np.nanstd(want), err_msg=v
+                        ds[v].values,
+                        want,
+                        rtol=tol,
+                        atol=tol * np.nanstd(want),
+                        err_msg=f"{p['cell']} {runtime} {v}",
                     )
             checked.add((p["cell"], runtime))
     assert {("teacher", "onnx"), ("teacher", "torch")} <= checked
