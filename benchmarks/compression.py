@@ -26,7 +26,7 @@ import numpy as np
 
 from benchmarks.common import REPO, data_dir, machine, write_report
 
-BASELINES = ("persistence", "climatology", "linear")
+BASELINES = ("persistence", "climatology", "linear", "cell_linear", "ridge")
 
 
 def run(config: str, seeds: int, overrides: list[str]) -> dict:
