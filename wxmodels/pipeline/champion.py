@@ -22,11 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import xarray as xr
 
 from wxmodels.config.cycle import CycleConfig
 from wxmodels.errors import RegistryError
 from wxmodels.pipeline.records import Incumbent, TeacherRecord, Verdict
 from wxmodels.registry.core import MANIFEST, Registry
+from wxmodels.skill.significance import Comparison, compare
 
 __all__ = [
     "challenge",
@@ -119,8 +121,13 @@ def compare_teachers(
     challenger: dict[str, Any],
     champion: dict[str, Any],
     cfg: CycleConfig,
+    errors: xr.Dataset | None = None,
 ) -> Verdict:
-    """The promotion rule on two scorecard entries (``{"rmse": {var: {lead: x}}}``)."""
+    """The promotion rule on two scorecard entries (``{"rmse": {var: {lead: x}}}``). With
+    ``errors`` (per-init MSEs of ``teacher`` and ``incumbent``) and ``gates.confidence`` set, a
+    variable and lead counts as a regression beyond ``teacher_max_regression`` only where the
+    paired bootstrap puts it beyond at that confidence (the mean ratio stays a point value:
+    averaging over variables and leads is its own smoothing)."""
     variables = cfg.gates.variables or list(challenger["rmse"])
     leads = [str(h) for h in (cfg.gates.leads_h or cfg.evaluate.leads_h)]
     ratios: dict[str, dict[str, float]] = {}
@@ -142,17 +149,40 @@ def compare_teachers(
     reasons = []
     if not mean <= 1 + tol:
         reasons.append(f"mean RMSE ratio to the current teacher {mean:.4f} > 1 + tolerance {tol:g}")
-    if not worst_r <= 1 + cap:
-        reasons.append(
-            f"{worst_v} at {worst_l} h: RMSE {worst_r:.3f}x the current teacher's "
-            f"(max regression {cap:g})"
-        )
+    for r, v, lead in sorted(flat, reverse=True):
+        if r <= 1 + cap:
+            break
+        where = f"{v} at {lead} h: RMSE {r:.3f}x the current teacher's (max regression {cap:g})"
+        c = _bootstrap(errors, cfg, v, float(lead)) if np.isfinite(r) else None
+        if c is None:
+            reasons.append(where)
+        elif c.worse_beyond(cap):
+            reasons.append(f"{where}, beyond noise: {c.describe()}")
     return Verdict(
         promote=not reasons,
         mean_ratio=mean,
         worst={"variable": worst_v, "lead_h": worst_l, "ratio": worst_r},
         ratios=ratios,
         reasons=reasons,
+    )
+
+
+def _bootstrap(
+    errors: xr.Dataset | None, cfg: CycleConfig, variable: str, lead: float
+) -> Comparison | None:
+    conf = cfg.gates.confidence
+    if errors is None or conf is None or variable not in errors:
+        return None
+    models = [str(m) for m in errors["model"].values]
+    if "teacher" not in models or "incumbent" not in models:
+        return None
+    e = errors[variable].sel(lead_time=lead)
+    return compare(
+        e.sel(model="teacher").values,
+        e.sel(model="incumbent").values,
+        confidence=conf,
+        samples=cfg.gates.bootstrap_samples,
+        block=cfg.gates.bootstrap_block,
     )
 
 
@@ -175,6 +205,7 @@ def verdict(
     inc: Incumbent,
     scorecard: dict[str, Any],
     error: str | None = None,
+    errors: xr.Dataset | None = None,
 ) -> Verdict:
     """:func:`compare_teachers` on an assembled scorecard (``"teacher"`` vs ``"incumbent"``);
     an incumbent that could not be scored blocks the promotion (nothing is known)."""
@@ -187,4 +218,4 @@ def verdict(
             promote=False,
             reasons=[f"the current teacher {inc.version} could not be scored: {error}"],
         )
-    return compare_teachers(scorecard["teacher"], scorecard["incumbent"], cfg)
+    return compare_teachers(scorecard["teacher"], scorecard["incumbent"], cfg, errors)

@@ -414,7 +414,7 @@ def assemble(
             teacher_id=incumbent.teacher_id,
             store_version=incumbent.store_version,
             comparable=incumbent.comparable,
-            verdict=champion.verdict(cfg, incumbent, scorecard, failures.get("incumbent")),
+            verdict=champion.verdict(cfg, incumbent, scorecard, failures.get("incumbent"), errors),
         )
     from wxmodels.skill.plots import plot_heatmap, plot_pareto, plot_skill_vs_lead
 
