@@ -43,7 +43,7 @@ def run(config: str, seeds: int, overrides: list[str]) -> dict:
         bs = ev.score_baselines(cfg)
         base_s = time.perf_counter() - t0
         assert bs.errors is not None
-        with xr.open_dataset(bs.errors) as ds:
+        with xr.open_dataset(bs.errors, engine="scipy") as ds:
             base_err = ds.load()
         teachers, errs = [], []
         for s in range(seeds):
@@ -53,7 +53,7 @@ def run(config: str, seeds: int, overrides: list[str]) -> dict:
             train_s = time.perf_counter() - t0
             ms = ev.score_model(c, "teacher", f"{rec.dir}/model.onnx")
             assert ms.errors is not None
-            with xr.open_dataset(ms.errors) as ds:
+            with xr.open_dataset(ms.errors, engine="scipy") as ds:
                 errs.append(ds.load())
             teachers.append(
                 {

@@ -180,7 +180,9 @@ def _card(s: Setup, forecasts: dict[str, xr.Dataset], errors: Path) -> dict[str,
     )
     errors.parent.mkdir(parents=True, exist_ok=True)
     tmp = errors.with_name(errors.name + ".partial")
-    per_init.astype(np.float64).to_netcdf(tmp)
+    # NetCDF3 through scipy: score tasks run in threads of one process, and the HDF5 library
+    # behind NetCDF4 is not thread-safe (concurrent writes crash the process)
+    per_init.astype(np.float64).to_netcdf(tmp, engine="scipy")
     tmp.replace(errors)
     return {"scores": scj.to_json(sc), "regions": scj.regions_json(sc), "errors": str(errors)}
 
@@ -198,7 +200,7 @@ def load_errors(paths: list[str | None]) -> xr.Dataset | None:
         return None
     parts = []
     for p in paths:
-        with xr.open_dataset(str(p)) as ds:
+        with xr.open_dataset(str(p), engine="scipy") as ds:
             parts.append(ds.load())
     seen: dict[str, xr.Dataset] = {}
     for ds in parts:
