@@ -1,5 +1,6 @@
 """The Prefect UI shows a run and its table artifact, waited for (not raced): a quick twin of
-the UI part of ``test_deployments.py``, cheap enough to run many times under load."""
+the UI part of ``test_deployments.py``, cheap enough to run many times under load
+(``pytest -m twin``; the default run has the full test)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 
 from tests.integration.ui import chromium, ui_shows
 
-pytestmark = [pytest.mark.integration]
+pytestmark = [pytest.mark.integration, pytest.mark.twin]
 
 
 def test_ui_shows_a_flow_run_and_its_artifact(tmp_path):
