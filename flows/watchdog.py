@@ -10,6 +10,7 @@ Dask cluster and temporary files), and, should the interrupted run not unwind wi
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -18,7 +19,7 @@ import threading
 
 from infra.stack import healthy
 
-__all__ = ["EXIT_SERVER_LOST", "ServerLostFilter", "ServerWatch"]
+__all__ = ["EXIT_SERVER_LOST", "ServerLostFilter", "ServerWatch", "end_children"]
 
 EXIT_SERVER_LOST = 3
 
@@ -84,6 +85,7 @@ class ServerWatch:
         threading.excepthook = lambda args: None  # the client threads' own failures
 
         def last_resort() -> None:
+            end_children()
             self.say(lambda m: sys.stderr.write(f"error: {m}\n"))
             sys.stderr.flush()
             os._exit(EXIT_SERVER_LOST)
@@ -93,6 +95,22 @@ class ServerWatch:
         timer.start()
         if interrupt:
             os.kill(os.getpid(), signal.SIGINT)
+
+
+def end_children(timeout: float = 5.0) -> None:
+    """End this process's children (the Dask workers of a local cluster): they share its
+    stderr, and would go on logging failed reports to the lost server after the one line."""
+    import psutil
+
+    children = psutil.Process().children(recursive=True)
+    for c in children:
+        with contextlib.suppress(psutil.Error):
+            c.terminate()
+    _, alive = psutil.wait_procs(children, timeout=timeout)
+    for c in alive:
+        with contextlib.suppress(psutil.Error):
+            c.kill()
+    psutil.wait_procs(alive, timeout=timeout)
 
 
 def _transport_error(exc: BaseException | None) -> bool:

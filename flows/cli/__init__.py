@@ -32,8 +32,9 @@ def main(argv: list[str] | None = None) -> None:
             app(args=argv, standalone_mode=False)
         except BaseException:
             if common.WATCH is not None and common.WATCH.gone():
-                from flows.watchdog import EXIT_SERVER_LOST
+                from flows.watchdog import EXIT_SERVER_LOST, end_children
 
+                end_children()  # their late log lines would follow the one line
                 common.WATCH.say(lambda m: err.print(f"[bold red]error:[/] {m}", soft_wrap=True))
                 sys.exit(EXIT_SERVER_LOST)
             raise
