@@ -13,11 +13,18 @@ from prefect.events import emit_event
 from flows.runners import dask_runner, local_cluster
 from flows.stages import compress_flow, evaluate_flow, ingest_flow, promote_flow, train_flow
 from wxmodels.config import load_config
+from wxmodels.config.cycle import CycleConfig
 from wxmodels.data.ingest import IngestReport
 from wxmodels.pipeline import champion
 from wxmodels.pipeline.records import Promotion, TeacherRecord
 
-__all__ = ["TEACHER_TRAINED", "compress_validate_promote", "retrain", "scheduled_ingest"]
+__all__ = [
+    "TEACHER_TRAINED",
+    "compress_validate_promote",
+    "is_new",
+    "retrain",
+    "scheduled_ingest",
+]
 
 TEACHER_TRAINED = "wxc.teacher.trained"
 
@@ -29,15 +36,20 @@ def scheduled_ingest(config: str, overrides: list[str] | None = None) -> IngestR
 
 
 @flow(name="retrain", flow_run_name="retrain-{config}")
-def retrain(config: str, overrides: list[str] | None = None) -> TeacherRecord:
+def retrain(
+    config: str, overrides: list[str] | None = None, announce: bool = True
+) -> TeacherRecord:
     """Train the teacher on the store's current version (warm start per ``train.init``); when
-    it is new to the registry, announce it so that the compression deployment picks it up."""
+    it is new to the registry, announce it so that the compression deployment picks it up
+    (``announce=False``: the caller runs compress-validate-promote itself, as a replay does,
+    see :func:`is_new`)."""
     log = get_run_logger()
     cfg = load_config(config, overrides)
     rec = train_flow(cfg)
-    inc = champion.incumbent(cfg)
-    if inc is not None and inc.teacher_id == rec.id:
+    if not is_new(cfg, rec):
         log.info("teacher %s is already the registry's: nothing to announce", rec.id)
+        return rec
+    if not announce:
         return rec
     emit_event(
         event=TEACHER_TRAINED,
@@ -46,6 +58,13 @@ def retrain(config: str, overrides: list[str] | None = None) -> TeacherRecord:
     )
     log.info("teacher %s announced (%s)", rec.id, TEACHER_TRAINED)
     return rec
+
+
+def is_new(cfg: CycleConfig, rec: TeacherRecord) -> bool:
+    """Whether ``rec`` is not the registry's current teacher (so compress-validate-promote
+    has work to do)."""
+    inc = champion.incumbent(cfg)
+    return inc is None or inc.teacher_id != rec.id
 
 
 @flow(name="compress-validate-promote", flow_run_name="cvp-{config}")

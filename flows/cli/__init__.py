@@ -2,8 +2,8 @@
 
 Stage commands run as Prefect flows against the local stack (started on demand) or the server
 in ``PREFECT_API_URL``; registry and predict commands need no server. One module per room:
-:mod:`.stages`, :mod:`.predict`, :mod:`.registry`, :mod:`.stack`; what they share is in
-:mod:`.common`, how results are shown in :mod:`.present`.
+:mod:`.stages`, :mod:`.replay`, :mod:`.predict`, :mod:`.registry`, :mod:`.stack`; what they
+share is in :mod:`.common`, how results are shown in :mod:`.present`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sys
 
 # isort: off
 # the modules register their commands; the help lists them in this order
-from flows.cli import stages, predict, registry, stack  # noqa: F401
+from flows.cli import stages, replay, predict, registry, stack  # noqa: F401
 from flows.cli import common
 
 # isort: on

@@ -17,6 +17,7 @@ __all__ = [
     "GridConfig",
     "LandingSourceConfig",
     "SourceConfig",
+    "SourceOptions",
     "SplitConfig",
     "StaticFieldConfig",
     "SyntheticSourceConfig",
@@ -70,7 +71,9 @@ class GridConfig(Strict):
     """Average ``coarsen x coarsen`` blocks, weighted by cell area and NaN-aware."""
 
 
-class _SourceBase(Strict):
+class SourceOptions(Strict):
+    """How a source's variables are read (shared by every kind of source)."""
+
     rename: dict[str, str] = {}
     """Explicit ``{source variable: canonical variable}``; wins over the built-in alias tables."""
     units: dict[str, str] = {}
@@ -95,7 +98,7 @@ class _SourceBase(Strict):
         return v
 
 
-class FilesSourceConfig(_SourceBase):
+class FilesSourceConfig(SourceOptions):
     """Local (or fsspec) NetCDF / GRIB files selected by glob patterns."""
 
     kind: Literal["files"] = "files"
@@ -140,7 +143,7 @@ class LandingSourceConfig(FilesSourceConfig):
         return [os.path.join(expand(self.directory), self.pattern)]
 
 
-class ZarrSourceConfig(_SourceBase):
+class ZarrSourceConfig(SourceOptions):
     """A Zarr store in the WeatherBench 2 / ARCO-ERA5 layout, opened through fsspec."""
 
     kind: Literal["zarr"] = "zarr"
@@ -158,7 +161,7 @@ class ZarrSourceConfig(_SourceBase):
     replaced by ERA5 within ~3 months: 2160)."""
 
 
-class SyntheticSourceConfig(_SourceBase):
+class SyntheticSourceConfig(SourceOptions):
     """The project's SYNTHETIC atmosphere (not real data), written as ERA5-style NetCDF files
     into ``directory`` and then ingested like any other files."""
 

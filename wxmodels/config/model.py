@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from wxmodels.config.base import Strict
 
@@ -82,6 +82,9 @@ class TrainConfig(Strict):
     """Stop when the validation loss has not improved for this many epochs."""
     max_minutes: float = Field(10.0, gt=0, le=525_600)
     """Wall-clock budget for the whole training run."""
+    window: str | None = None
+    """Train on the last ``window`` of the training part only (``5Y``, ``18M``, ``90D``): a
+    retrain then costs the same however long the archive grows. ``None``: all of it."""
     samples_per_epoch: int | None = Field(None, ge=1, le=100_000_000)
     """Random training samples per epoch; ``None`` = every sample once."""
     loss_norm: Literal["tendency", "field"] = "field"
@@ -93,3 +96,12 @@ class TrainConfig(Strict):
     threads: int = Field(0, ge=0, le=1024)
     """torch CPU threads (0 = leave torch's default)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, v: str | None) -> str | None:
+        from wxmodels.config.replay import parse_period
+
+        if v is not None:
+            parse_period(v)
+        return v

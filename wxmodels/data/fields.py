@@ -58,6 +58,11 @@ class Fields:
             raise DataError(f"{pd.Timestamp(time)} is not a committed time step of the store")
         return int(hits[0])
 
+    def first_from(self, time: Any) -> int:
+        """Index of the first step at or after ``time`` (a split date need not be a step: the
+        store may miss it, or start or end around it)."""
+        return int(np.searchsorted(self.hours, pd.Timestamp(time).value / 3.6e12 - 1e-6))
+
     def windows_ok(self, inits: np.ndarray, history: int, lead_steps: int) -> np.ndarray:
         """Which inits have history and targets in range and complete."""
         inits = np.asarray(inits)
@@ -131,11 +136,11 @@ def make_split(fields: Fields, cfg: SplitConfig) -> Split:
     n = len(fields.hours)
     gap = round(cfg.gap_hours / fields.step_hours)
     if cfg.val_start is not None and cfg.test_start is not None:
-        val_lo, test_lo = fields.index_of(cfg.val_start), fields.index_of(cfg.test_start)
+        val_lo, test_lo = fields.first_from(cfg.val_start), fields.first_from(cfg.test_start)
         train, val = (0, val_lo - gap), (val_lo, test_lo - gap)
         return _checked(Split(train, val, (test_lo, n)), n, cfg)
     if cfg.test_start is not None:
-        test_lo = fields.index_of(cfg.test_start)
+        test_lo = fields.first_from(cfg.test_start)
         rest = test_lo - 2 * gap
         n_val = max(1, int(rest * cfg.val_fraction / (cfg.train_fraction + cfg.val_fraction)))
         train = (0, rest - n_val)

@@ -14,7 +14,7 @@ import pandas as pd
 import xarray as xr
 
 from wxmodels.config.cycle import CycleConfig
-from wxmodels.data.fields import fit_climatology
+from wxmodels.data.fields import Fields, fit_climatology
 from wxmodels.errors import DataError
 from wxmodels.export.onnx import OrtForecaster, measure_latency
 from wxmodels.pipeline import champion
@@ -63,6 +63,7 @@ __all__ = [
     "load_errors",
     "measure_latencies",
     "model_forecasts",
+    "regression_forecasts",
     "score_baselines",
     "score_model",
     "setup",
@@ -257,27 +258,47 @@ def score_baselines(cfg: CycleConfig) -> BaselineScores:
         fc["climatology"] = s.clim
     regressions = [b for b in ("linear", "cell_linear", "ridge") if b in cfg.evaluate.baselines]
     if regressions:
-        call = s.clim_at(f.hours)
-        tr = s.run.split.inits(f, "train", history=2, lead_steps=max(s.steps))
-        fits: dict[str, Callable[[], LinearBaseline | CellLinearBaseline | RidgeBaseline]] = {
-            "linear": lambda: fit_linear(f, call, tr, s.steps),
-            "cell_linear": lambda: fit_cell_linear(f, call, tr, s.steps),
-            "ridge": lambda: fit_ridge(
+        fc.update(
+            regression_forecasts(
+                regressions,
                 f,
-                call,
-                tr,
-                s.run.split.inits(f, "val", history=2, lead_steps=max(s.steps)),
+                f,
+                s.clim_at,
+                s.inits,
                 s.steps,
-            ),
-        }
-        for name in regressions:
-            model = fits[name]()
-            fc[name] = as_dataset(model.predict(f, call, s.inits), f, s.inits, s.steps)
+                s.run.split.inits(f, "train", history=2, lead_steps=max(s.steps)),
+                s.run.split.inits(f, "val", history=2, lead_steps=max(s.steps)),
+            )
+        )
     return BaselineScores(
         **_card(s, fc, _errors_path(cfg, s, f"baselines:{sorted(fc)}")),
         n_inits=len(s.inits),
         test_window=(str(f.times[s.inits[0]]), str(f.times[s.inits[-1]])),
     )
+
+
+def regression_forecasts(
+    names: list[str],
+    fit_on: Fields,
+    fields: Fields,
+    clim_at: Callable[[np.ndarray], np.ndarray],
+    inits: np.ndarray,
+    steps: list[int],
+    train: np.ndarray,
+    val: np.ndarray,
+) -> dict[str, xr.Dataset]:
+    """The regression baselines ``names``, fitted on ``fit_on`` at the ``train`` inits (ridge
+    tuned at the ``val`` inits), forecasting ``fields`` from ``inits``."""
+    call_fit = clim_at(fit_on.hours)
+    call = call_fit if fit_on is fields else clim_at(fields.hours)
+    fits: dict[str, Callable[[], LinearBaseline | CellLinearBaseline | RidgeBaseline]] = {
+        "linear": lambda: fit_linear(fit_on, call_fit, train, steps),
+        "cell_linear": lambda: fit_cell_linear(fit_on, call_fit, train, steps),
+        "ridge": lambda: fit_ridge(fit_on, call_fit, train, val, steps),
+    }
+    return {
+        n: as_dataset(fits[n]().predict(fields, call, inits), fields, inits, steps) for n in names
+    }
 
 
 def measure_latencies(cfg: CycleConfig, models: dict[str, str]) -> dict[str, Latency]:

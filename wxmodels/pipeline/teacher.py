@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from wxmodels.config.cycle import CycleConfig
-from wxmodels.data.fields import compute_stats, fit_climatology
+from wxmodels.data.fields import Fields, Split, compute_stats, fit_climatology
 from wxmodels.data.stats import Climatology
 from wxmodels.errors import ConfigError, DataError
 from wxmodels.export.onnx import export_onnx, onnx_parity
@@ -52,6 +52,17 @@ def teacher_id(cfg: CycleConfig, store_version: str, parent: str | None = None) 
         },
         12,
     )
+
+
+def in_window(inits: np.ndarray, fields: Fields, split: Split, cfg: CycleConfig) -> np.ndarray:
+    """The training inits within ``train.window`` of the training part's end (all of them
+    without a window)."""
+    if cfg.train.window is None or not len(inits):
+        return inits
+    from wxmodels.config.replay import parse_period
+
+    end = fields.times[split.train[1] - 1]
+    return inits[fields.times[inits] >= end - parse_period(cfg.train.window)]
 
 
 def _statics(cfg: CycleConfig, run: RunData) -> tuple[list[str], np.ndarray | None]:
@@ -197,7 +208,9 @@ def train_teacher(
     device = pick_device(cfg.train.device)
     steps = max(cfg.train.rollout_steps, cfg.train.rollout_max_steps or 0)
     history = cfg.net.history
-    tr = split.inits(fields, "train", history=history, lead_steps=steps)
+    tr = in_window(
+        split.inits(fields, "train", history=history, lead_steps=steps), fields, split, cfg
+    )
     va = split.inits(fields, "val", history=history, lead_steps=steps)
     if len(tr) < cfg.train.batch_size or len(va) < 1:
         raise DataError(
@@ -218,7 +231,9 @@ def train_teacher(
             n = _warm_start(m, member(prev, k % prev.members))
             log.info("member %d: warm start from %s: %d tensors", k, parent, n)
         elif cfg.net.linear_skip and cfg.net.linear_init:
-            one = split.inits(fields, "train", history=history, lead_steps=1)
+            one = in_window(
+                split.inits(fields, "train", history=history, lead_steps=1), fields, split, cfg
+            )
             linear = init_linear_path(m, fields, one, call)
             if m.spatial is not None:
                 val_one = split.inits(fields, "val", history=history, lead_steps=1)
@@ -246,6 +261,9 @@ def train_teacher(
             clim_all=call,
         ).best_val
         rep["wall_s"] = sum(r.wall_s for r in reports)
+    # what the retrain's cost is measured against (samples per epoch, the window's inits)
+    rep["train_inits"], rep["val_inits"] = len(tr), len(va)
+    rep["train_window"] = [str(fields.times[tr[0]]), str(fields.times[tr[-1]])]
     model.cpu()
     save_forecaster(model, tmp / "torch")
     if clim is not None:
