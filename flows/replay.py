@@ -32,8 +32,8 @@ from wxmodels.config.replay import ReplayConfig
 from wxmodels.faults import crash_point
 from wxmodels.pipeline.records import Evaluation
 from wxmodels.replay import plan
-from wxmodels.replay.records import Tick, Timeline
-from wxmodels.replay.report import markdown, timeline_rows
+from wxmodels.replay.records import Arrival, LiveScores, Tick, Timeline
+from wxmodels.replay.report import markdown, relative_rmse, timeline_rows
 
 __all__ = ["replay"]
 
@@ -104,7 +104,7 @@ def replay(
         tl = tl.model_copy(update={"ticks": [*tl.ticks, tick]})
         tl.write(path)
         update_progress_artifact(progress, 100.0 * (k + 1) / len(ticks))
-        crash_point("replay:after-tick")
+        crash_point(f"replay:after-tick:{k}")
     create_table_artifact(
         key=f"replay-{cfg0.name}",
         table=timeline_rows(tl),
@@ -142,6 +142,22 @@ def _tick(
     t = time.perf_counter()
     ingested = scheduled_ingest(config, ov)
     wall["ingest"] = time.perf_counter() - t
+    # a tick interrupted after its ingest is run again from the start (delivery and ingest
+    # are idempotent); what they did the first time is what the timeline keeps
+    partial = rdir / "tick.partial.json"
+    first = Arrival(
+        index=k,
+        delivered=delivered,
+        appended=ingested.appended,
+        revised=len(ingested.revised),
+        wall_s={"deliver": wall["deliver"], "ingest": wall["ingest"]},
+    )
+    resumed = partial.exists() and Arrival.load(partial).index == k
+    if resumed:
+        first = Arrival.load(partial)
+    else:
+        first.write(partial)
+    crash_point(f"replay:after-ingest:{k}")
     live = None
     models = _live_models(tl.ticks)
     if k > 0 and models:
@@ -160,6 +176,7 @@ def _tick(
         t = time.perf_counter()
         teacher = retrain(config, ov, announce=False)
         wall["train"] = time.perf_counter() - t
+        crash_point(f"replay:after-train:{k}")
         promoted = evaluation = None
         if is_new(cfg, teacher):
             t = time.perf_counter()
@@ -174,11 +191,12 @@ def _tick(
         index=k,
         time=str(t_tick),
         period=(str(ticks[k - 1]), str(t_tick)) if k > 0 else None,
-        delivered=delivered,
+        delivered=first.delivered,
         store=plan.store_state(cfg),
-        appended=ingested.appended,
-        revised=len(ingested.revised),
-        wall_s={a: round(b, 3) for a, b in wall.items()},
+        appended=first.appended,
+        revised=first.revised,
+        wall_s={a: round(b, 3) for a, b in {**wall, **first.wall_s}.items()},
+        resumed=resumed,
         live=live,
         retrain=rt,
         aliases=plan.aliases(cfg),
@@ -201,13 +219,13 @@ def _tick(
     return tick
 
 
-def _live_line(live) -> str:
+def _live_line(live: LiveScores | None) -> str:
+    """``, live RMSE/climatology teacher 0.61 / edge 0.62 / ridge 0.66``"""
     if live is None or not live.n_inits:
         return ""
-    parts = []
-    for m in ("teacher", "edge", "ridge"):
-        card = live.scores.get(m, {}).get("rmse", {})
-        vals = [x for v in card.values() for x in v.values() if x is not None]
-        if vals:
-            parts.append(f"{m} {sum(vals) / len(vals):.3g}")
-    return ", live RMSE " + " / ".join(parts) if parts else ""
+    parts = [
+        f"{m} {r:.3f}"
+        for m in ("teacher", "edge", "ridge")
+        if (r := relative_rmse(live, m)) is not None
+    ]
+    return ", live RMSE/climatology " + " / ".join(parts) if parts else ""

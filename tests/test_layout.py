@@ -35,6 +35,7 @@ LIBRARY = {
     "registry": 6,
     "pipeline": 7,
     "predict": 7,
+    "replay": 8,
 }
 # the project's top-level packages: library <- infra <- tasks <- flows <- deployments
 PROJECT = {"wxmodels": 0, "infra": 1, "tasks": 2, "flows": 3, "deployments": 4}

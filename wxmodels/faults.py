@@ -19,6 +19,9 @@ POINTS = (
     "revision:after-stage",  # backup and new values staged, intent not yet committed
     "revision:mid-region",  # intent committed, some variables rewritten in place
     "revision:after-region",  # every variable rewritten, final commit not yet
+    "replay:after-ingest:<k>",  # a replay's tick k: data delivered and ingested
+    "replay:after-train:<k>",  # tick k's retrain done, compress-validate-promote not yet
+    "replay:after-tick:<k>",  # tick k in the timeline
 )
 
 

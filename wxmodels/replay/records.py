@@ -6,7 +6,7 @@ from typing import Any
 
 from wxmodels.record import Record
 
-__all__ = ["Delivered", "LiveScores", "Retrain", "StoreState", "Tick", "Timeline"]
+__all__ = ["Arrival", "Delivered", "LiveScores", "Retrain", "StoreState", "Tick", "Timeline"]
 
 Card = dict[str, dict[str, dict[str, dict[str, float | None]]]]
 """``{model: {metric: {variable: {lead_h: value}}}}``"""
@@ -28,6 +28,17 @@ class StoreState(Record):
     end: str | None
     bytes: int
     version: str | None
+
+
+class Arrival(Record):
+    """What a tick's delivery and ingest did (kept while the tick runs, so that a tick
+    interrupted and run again reports its first run's arrival, not an empty second one)."""
+
+    index: int
+    delivered: Delivered
+    appended: int
+    revised: int
+    wall_s: dict[str, float]
 
 
 class LiveScores(Record):
@@ -78,6 +89,8 @@ class Tick(Record):
     retrain: Retrain | None = None
     aliases: dict[str, str] = {}
     """The registry's aliases after the tick (what deployers pulled until the next one)."""
+    resumed: bool = False
+    """The tick was interrupted and run again (its wall times are the second run's)."""
 
 
 class Timeline(Record):

@@ -9,7 +9,7 @@ import pandas as pd
 
 from wxmodels.replay.records import LiveScores, Timeline
 
-__all__ = ["lead_table", "markdown", "md_table", "summary", "timeline_rows"]
+__all__ = ["lead_table", "markdown", "md_table", "relative_rmse", "summary", "timeline_rows"]
 
 MODELS = ("teacher", "edge", "hpc")
 
@@ -19,7 +19,7 @@ def _rmse(live: LiveScores, model: str) -> dict[tuple[str, str], float]:
     return {(v, lead): x for v, by in card.items() for lead, x in by.items() if x is not None}
 
 
-def _rel(live: LiveScores | None, model: str) -> float | None:
+def relative_rmse(live: LiveScores | None, model: str) -> float | None:
     """Mean over variables and leads of RMSE / the climatology's RMSE (unitless)."""
     if live is None or not live.n_inits:
         return None
@@ -43,7 +43,7 @@ def timeline_rows(tl: Timeline) -> list[dict[str, Any]]:
                     events.append(f"{p['version']} -> {','.join(p['moved'])}")
         best = None
         if live is not None and live.n_inits:
-            base = {b: _rel(live, b) for b in live.scores if b not in live.models}
+            base = {b: relative_rmse(live, b) for b in live.scores if b not in live.models}
             base = {b: v for b, v in base.items() if v is not None}
             best = min(base, key=lambda b: base[b]) if base else None
         row = {
@@ -58,9 +58,9 @@ def timeline_rows(tl: Timeline) -> list[dict[str, Any]]:
             },
             **{f"live_{a}": (live.models.get(a, "") if live else "") for a in MODELS},
             "inits": live.n_inits if live else 0,
-            **{f"{a}_rel": _round(_rel(live, a)) for a in MODELS},
+            **{f"{a}_rel": _round(relative_rmse(live, a)) for a in MODELS},
             "best_baseline": best or "",
-            "best_baseline_rel": _round(_rel(live, best)) if best else None,
+            "best_baseline_rel": _round(relative_rmse(live, best)) if best else None,
             "events": "; ".join(events),
         }
         rows.append(row)
