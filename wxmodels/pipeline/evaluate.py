@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -278,7 +278,7 @@ def score_baselines(cfg: CycleConfig) -> BaselineScores:
 
 
 def regression_forecasts(
-    names: list[str],
+    names: Sequence[str],
     fit_on: Fields,
     fields: Fields,
     clim_at: Callable[[np.ndarray], np.ndarray],

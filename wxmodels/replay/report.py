@@ -43,9 +43,12 @@ def timeline_rows(tl: Timeline) -> list[dict[str, Any]]:
                     events.append(f"{p['version']} -> {','.join(p['moved'])}")
         best = None
         if live is not None and live.n_inits:
-            base = {b: relative_rmse(live, b) for b in live.scores if b not in live.models}
-            base = {b: v for b, v in base.items() if v is not None}
-            best = min(base, key=lambda b: base[b]) if base else None
+            base = {
+                b: r
+                for b in live.scores
+                if b not in live.models and (r := relative_rmse(live, b)) is not None
+            }
+            best = min(base, key=base.__getitem__) if base else None
         row = {
             "tick": t.time[:10] if t.time.endswith("00:00:00") else t.time,
             "appended": t.appended,
@@ -138,14 +141,14 @@ def summary(tl: Timeline) -> dict[str, Any]:
         out["retrain_wall_vs_samples_slope"] = float(np.polyfit(x, y, 1)[0]) if np.ptp(x) else None
     out["refusals"] = [tt for tt, r in rts if r.refused]
     # out of sample: edge against teacher per tick, models against baselines per lead
-    ratios = []
+    ratios: list[dict[str, float]] = []
     for t in ticks:
         if t.live is None or not t.live.n_inits:
             continue
         e, te = _rmse(t.live, "edge"), _rmse(t.live, "teacher")
         r = [e[k] / te[k] for k in e if te.get(k)]
         if r:
-            ratios.append({"tick": t.time, "max": max(r), "mean": float(np.mean(r))})
+            ratios.append({"max": max(r), "mean": float(np.mean(r))})
     out["edge_vs_teacher"] = {
         "ticks": len(ratios),
         "within_2pct_every_lead": sum(r["max"] <= 1.02 for r in ratios),
