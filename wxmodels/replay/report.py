@@ -216,6 +216,21 @@ def markdown(tl: Timeline) -> str:
         + (f" ({', '.join(x[:10] for x in s['refusals'])})" if s.get("refusals") else "")
         + "."
     )
+    if not s.get("refusals"):
+        lines.append(
+            "  No retrained teacher was refused in this replay: each was at least as good as the "
+            "one it replaced on the tick's test window (the refusal path is exercised by "
+            "`tests/integration/test_replay.py` with a degraded challenger)."
+        )
+    moves = s.get("alias_moves_next_period", [])
+    if moves:
+        better = sum(m["ratio"] <= 1.0 for m in moves)
+        lines.append(
+            f"- Alias moves judged on the next period (new version's RMSE / the replaced "
+            f"one's, mean over variables and leads): {better} of {len(moves)} better; ratios "
+            + ", ".join(f"{m['alias']} {m['tick'][:10]} {m['ratio']:.3f}" for m in moves)
+            + "."
+        )
     for m, by in s.get("beats_every_baseline_at_every_lead", {}).items():
         lost = [b for b, ok in by.items() if not ok]
         lines.append(
