@@ -124,3 +124,50 @@ def test_levels_and_members_flattened():
     np.testing.assert_allclose(out["temperature_850hPa"], 255.0)
     one = to_canonical(ds, member=1)
     np.testing.assert_allclose(one["temperature_500hPa"], 260.0)
+
+
+def _cf(name: str, std: str, units: str = "K", value: float = 250.0, **coords) -> xr.Dataset:
+    """One variable known only by its CF standard_name, with optional scalar coordinates."""
+    return xr.Dataset(
+        {
+            name: (
+                ("time", "lat", "lon"),
+                np.full((2, 3, 4), value, np.float32),
+                {"units": units, "standard_name": std},
+            )
+        },
+        coords={
+            "time": pd.date_range("2020-01-01", periods=2, freq="D"),
+            "lat": [10.0, 20.0, 30.0],
+            "lon": [0.0, 2.5, 5.0, 7.5],
+            **coords,
+        },
+    )
+
+
+def test_air_temperature_without_a_vertical_coordinate_is_ambiguous():
+    """850 hPa temperature whose file has no vertical coordinate must not become 2 m
+    temperature: the level is established by a coordinate or an explicit mapping."""
+    with pytest.raises(DataError, match="without a height or pressure coordinate is ambiguous"):
+        to_canonical(_cf("air", "air_temperature"))
+    with pytest.raises(DataError, match="on pressure levels"):
+        to_canonical(_cf("air", "air_temperature", plev=85000.0))
+    with pytest.raises(DataError, match="at height 10 m is not 2m_temperature"):
+        to_canonical(_cf("air", "air_temperature", height=10.0))
+    out = to_canonical(_cf("air", "air_temperature", height=2.0))
+    assert list(out.data_vars) == ["2m_temperature"]
+    # an explicit mapping is the user's word
+    out = to_canonical(_cf("air", "air_temperature"), rename={"air": "2m_temperature"})
+    assert list(out.data_vars) == ["2m_temperature"]
+    # standard names that are not tied to a height map as before
+    out = to_canonical(_cf("slp", "air_pressure_at_mean_sea_level", "Pa", 101300.0))
+    assert list(out.data_vars) == ["mean_sea_level_pressure"]
+
+
+@pytest.mark.parametrize("units", ["1", "kg kg-1", "kg/kg", "kg kg**-1"])
+def test_specific_humidity_in_cf_dimensionless_units(units):
+    ds = _cf("sphum", "specific_humidity", units, 0.004, height=2.0)
+    out = to_canonical(ds)
+    np.testing.assert_allclose(out["2m_specific_humidity"], 0.004, rtol=1e-6)
+    out = to_canonical(_cf("sphum", "specific_humidity", "g kg-1", 4.0, height=2.0))
+    np.testing.assert_allclose(out["2m_specific_humidity"], 0.004, rtol=1e-6)

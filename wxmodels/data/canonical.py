@@ -126,6 +126,9 @@ def normalise_units(units: str | None) -> str:
         "W/m^2": "W m-2",
         "J/m2": "J m-2",
         "kg/kg": "kg kg-1",
+        "kg kg**-1": "kg kg-1",
+        "g/kg": "g kg-1",
+        "dimensionless": "1",
         "mm/h": "mm h-1",
         "mm/hr": "mm h-1",
         "m2/s2": "m2 s-2",
@@ -176,6 +179,10 @@ def convert_units(
         ("hPa", "Pa"): lambda x: x * 100.0,
         ("kPa", "Pa"): lambda x: x * 1000.0,
         ("g kg-1", "kg kg-1"): lambda x: x / 1000.0,
+        # a mass ratio is dimensionless: CF writes specific humidity as "1" or "kg kg-1"
+        ("1", "kg kg-1"): lambda x: x,
+        ("kg kg-1", "1"): lambda x: x,
+        ("g kg-1", "1"): lambda x: x / 1000.0,
         ("m", "m2 s-2"): lambda x: x * 9.80665,
     }
     try:
@@ -235,8 +242,56 @@ def _canonical_name(name: str, da: xr.DataArray, rename: Mapping[str, str]) -> s
         return ALIASES[name]
     std = str(da.attrs.get("standard_name", ""))
     if std in _STANDARD_NAMES:
-        return _STANDARD_NAMES[std]
+        return _by_standard_name(name, std, da)
     return None
+
+
+# canonical variables a CF standard_name names only together with a height coordinate
+_AT_HEIGHT = {"2m_temperature": 2.0, "2m_specific_humidity": 2.0, "10m_wind_speed": 10.0}
+_AT_HEIGHT.update({"10m_u_component_of_wind": 10.0, "10m_v_component_of_wind": 10.0})
+_HEIGHT_NAMES = ("height", "heightAboveGround", "z", "elevation")
+_PRESSURE_NAMES = ("plev", "level", "pressure_level", "isobaricInhPa", "pressure", "lev")
+
+
+def _coordinate(da: xr.DataArray, names: tuple[str, ...], std: str) -> xr.DataArray | None:
+    for c in da.coords.values():
+        if c.ndim <= 1 and (c.name in names or c.attrs.get("standard_name") == std):
+            return c
+    return None
+
+
+def _by_standard_name(name: str, std: str, da: xr.DataArray) -> str:
+    """The canonical variable a CF ``standard_name`` stands for, established by the vertical
+    coordinate: ``air_temperature`` is 2 m temperature only with a ``height`` coordinate of
+    2 m. Without one (or on pressure levels) the variable is ambiguous: an error naming what
+    is missing, never a guess."""
+    base = _STANDARD_NAMES[std]
+    want = _AT_HEIGHT.get(base)
+    if want is None:
+        return base
+    pressure = _coordinate(da, _PRESSURE_NAMES, "air_pressure")
+    if pressure is not None:
+        raise DataError(
+            f"{name}: standard_name {std!r} on pressure levels ({pressure.name}) is not "
+            f"{base}; map it with `rename` (e.g. {{{name}: {base.split('_', 1)[1]}}}) "
+            "to a pressure-level variable"
+        )
+    height = _coordinate(da, _HEIGHT_NAMES, "height")
+    if height is None or height.size != 1:
+        raise DataError(
+            f"{name}: standard_name {std!r} without a height or pressure coordinate is "
+            f"ambiguous (at {want:g} m it would be {base}); add a `height` coordinate or "
+            f"map it explicitly with `rename: {{{name}: ...}}`"
+        )
+    h = float(np.asarray(height.values).ravel()[0])
+    if str(height.attrs.get("units", "m")).strip() in ("km",):
+        h *= 1000.0
+    if abs(h - want) > 0.5:
+        raise DataError(
+            f"{name}: standard_name {std!r} at height {h:g} m is not {base} ({want:g} m); "
+            "map it explicitly with `rename`"
+        )
+    return base
 
 
 def _ascending(ds: xr.Dataset, dim: str) -> xr.Dataset:
