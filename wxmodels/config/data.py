@@ -21,6 +21,7 @@ __all__ = [
     "SplitConfig",
     "StaticFieldConfig",
     "SyntheticSourceConfig",
+    "TargetGridConfig",
     "TimeFromStepConfig",
     "ZarrSourceConfig",
 ]
@@ -69,6 +70,38 @@ class GridConfig(Strict):
     """Keep longitudes within ``(west, east)``, in -180..180."""
     coarsen: int | None = Field(None, ge=2, le=64)
     """Average ``coarsen x coarsen`` blocks, weighted by cell area and NaN-aware."""
+
+
+class TargetGridConfig(Strict):
+    """The grid every input is regridded to before the inputs are combined (archives mix
+    grids: T62 Gaussian beside 2.5 degree regular in NCEP R1, reduced Gaussian beside regular
+    in ERA5 GRIB). Fluxes and rates are remapped conservatively (area integrals kept), states
+    bilinearly; NaN (sea or land) cells are left out of the averages. Done by xarray-regrid."""
+
+    kind: Literal["regular", "file"] = "regular"
+    resolution: float | None = Field(None, gt=0, le=30)
+    """``regular``: grid spacing in degrees (latitude and longitude)."""
+    lat_bounds: tuple[float, float] = (-90.0, 90.0)
+    """``regular``: the first and last latitude of the grid (cell centres)."""
+    lon_bounds: tuple[float, float] | None = None
+    """``regular``: the first and last longitude (cell centres, -180..180); ``None``: the
+    whole circle from -180."""
+    path: str | None = None
+    """``file``: a NetCDF file whose latitude/longitude coordinates are the grid."""
+    methods: dict[str, Literal["conservative", "linear", "nearest"]] = {}
+    """Per canonical variable, overriding the default (conservative for fluxes and rates,
+    linear for states)."""
+
+    @model_validator(mode="after")
+    def _complete(self) -> TargetGridConfig:
+        if self.kind == "regular" and self.resolution is None:
+            raise ValueError("a regular target grid needs `resolution` (degrees)")
+        if self.kind == "file" and not self.path:
+            raise ValueError("a target grid from a file needs `path`")
+        bad = [v for v in self.methods if v not in VARIABLES]
+        if bad:
+            raise ValueError(f"methods for unknown canonical variables: {bad}")
+        return self
 
 
 class SourceOptions(Strict):
@@ -244,6 +277,9 @@ class DataConfig(Strict):
     max_nan_fraction: float = Field(0.05, ge=0, le=1)
     """Largest fraction of NaNs a variable may have outside the static (land-sea) mask."""
     split: SplitConfig = SplitConfig()
+    grid: TargetGridConfig | None = None
+    """Regrid every input to this grid (``None``: inputs must share one grid; an input on
+    another grid is left out with the reason)."""
     static: dict[Literal["land_sea_mask", "orography"], StaticFieldConfig] = {}
     """Static fields from files, written with the first ingest. The domain mask (points that
     have data) is always derived from the NaN pattern."""

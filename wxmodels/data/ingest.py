@@ -139,7 +139,9 @@ def _ingest(cfg: DataConfig) -> IngestReport:
 
 def _ingest_locked(cfg: DataConfig, store: Store) -> IngestReport:
     commit = store.read_commit()
-    src = make_source(cfg.source, variables=cfg.variables, time_chunk=cfg.time_chunk)
+    src = make_source(
+        cfg.source, variables=cfg.variables, time_chunk=cfg.time_chunk, target_grid=cfg.grid
+    )
     refs = src.list_inputs()
     ledger = commit.inputs if commit else {}
     quarantined = commit.quarantine if commit else {}

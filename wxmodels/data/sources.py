@@ -10,6 +10,7 @@ from __future__ import annotations
 import fnmatch
 import glob
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -23,9 +24,23 @@ import pandas as pd
 import xarray as xr
 
 from wxmodels.config.data import expand
-from wxmodels.data.canonical import normalise_time_axis, plan_canonical, to_canonical
+from wxmodels.data.canonical import (
+    _LAT_NAMES,
+    _LON_NAMES,
+    _find,
+    normalise_time_axis,
+    plan_canonical,
+    to_canonical,
+)
 from wxmodels.data.combine import combine, grid_key, time_from_step
-from wxmodels.data.regrid import coarsen, subset
+from wxmodels.data.regrid import (
+    coarsen,
+    default_method,
+    describe_grid,
+    regrid_raw,
+    subset,
+    target_grid,
+)
 from wxmodels.data.synthetic import write_synthetic_files
 from wxmodels.data.validate import check_times
 from wxmodels.errors import DataError, WxcError
@@ -81,10 +96,21 @@ def _fingerprint(path: str) -> str:
 class Source:
     """Base class: subclasses implement :meth:`list_inputs` and :meth:`_open_one`."""
 
-    def __init__(self, cfg: Any, *, variables: list[str], time_chunk: int = 24):
+    def __init__(
+        self, cfg: Any, *, variables: list[str], time_chunk: int = 24, target_grid: Any = None
+    ):
         self.cfg = cfg
         self.variables = list(variables)
         self.time_chunk = time_chunk
+        self.target_cfg = target_grid
+        self._target: xr.Dataset | None = None
+
+    @property
+    def target(self) -> xr.Dataset | None:
+        """The target grid (``data.grid``) every input is regridded to, or ``None``."""
+        if self._target is None and self.target_cfg is not None:
+            self._target = target_grid(self.target_cfg)
+        return self._target
 
     def list_inputs(self) -> list[InputRef]:
         raise NotImplementedError
@@ -134,7 +160,20 @@ class Source:
                 f"none of the configured variables (has: {', '.join(p.name for p in plan)})"
             )
         check_times(raw[TIME].values, name)
-        return raw[keep]
+        raw = raw[keep]
+        lat, lon = _find(raw, _LAT_NAMES, "latitude"), _find(raw, _LON_NAMES, "longitude")
+        if self.target is None:
+            info: dict[str, Any] = {"grid": describe_grid(raw[lat].values, raw[lon].values)}
+        else:
+            chosen = self.target_cfg.methods
+            methods = {
+                p.source: chosen.get(p.name) or default_method(p.name)
+                for p in plan
+                if p.source in keep
+            }
+            raw, info = regrid_raw(raw, lat, lon, self.target, methods)
+        raw.attrs["wxc_input"] = json.dumps(info)
+        return raw
 
     def _canonical(self, raw: xr.Dataset, after: np.datetime64 | None = None) -> xr.Dataset:
         cfg = self.cfg
@@ -228,8 +267,14 @@ class Source:
         kept = []
         for (ref, raw), grid in zip(opened, grids, strict=True):
             if grid != best:
+                theirs = json.loads(raw.attrs.get("wxc_input", "{}")).get("grid", "")
                 problems.append(
-                    Problem(ref.id, "its grid differs from the other inputs'", ref.fingerprint)
+                    Problem(
+                        ref.id,
+                        f"its grid ({theirs}) differs from the other inputs'; declare a "
+                        "target grid (data.grid) to regrid them",
+                        ref.fingerprint,
+                    )
                 )
                 continue
             kept.append((ref, raw))
@@ -244,6 +289,7 @@ class Source:
                 "range": [str(pd.Timestamp(t[0])), str(pd.Timestamp(t[-1]))] if len(t) else None,
                 "variables": sorted(map(str, raw.data_vars)),
                 "canonical": sorted(self._provides(raw)),
+                **json.loads(raw.attrs.pop("wxc_input", "{}")),
             }
         if not raws:
             return SourceResult(None, used, problems)
@@ -253,9 +299,11 @@ class Source:
             raise DataError(f"the inputs do not fit together: {str(e).splitlines()[0]}") from e
         missing = [v for v in self.variables if v not in ds.data_vars]
         if missing:
+            left = "; ".join(f"{Path(p.path).name}: {p.reason}" for p in problems[:2])
             raise DataError(
                 f"variable(s) {', '.join(missing)} not found in the source "
                 f"(found: {', '.join(sorted(map(str, ds.data_vars)))})"
+                + (f"; left out: {left}" if left else "")
             )
         if ds.sizes[TIME] == 0:
             return SourceResult(None, used, problems)
@@ -368,12 +416,15 @@ def register_source(kind: str, cls: type[Source], *, clobber: bool = False) -> N
     _sources[kind] = cls
 
 
-def make_source(cfg: Any, *, variables: list[str], time_chunk: int = 24) -> Source:
+def make_source(
+    cfg: Any, *, variables: list[str], time_chunk: int = 24, target_grid: Any = None
+) -> Source:
+    """The source for ``cfg``; ``target_grid`` (``data.grid``) regrids every input."""
     try:
         cls = _sources[cfg.kind]
     except KeyError:
         raise DataError(f"unknown source kind {cfg.kind!r}; known: {', '.join(_sources)}") from None
-    return cls(cfg, variables=variables, time_chunk=time_chunk)
+    return cls(cfg, variables=variables, time_chunk=time_chunk, target_grid=target_grid)
 
 
 register_source("files", FilesSource)

@@ -1,0 +1,128 @@
+"""Regridding inputs on different grids to a declared target grid (xarray-regrid): analytic
+fields, the area integral, and an ingest of a Gaussian-grid file beside a regular-grid one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+from pydantic import ValidationError
+
+from wxmodels.config.data import DataConfig, TargetGridConfig
+from wxmodels.data.ingest import ingest
+from wxmodels.data.regrid import default_method, regrid_raw, target_grid
+from wxmodels.data.store import Store
+from wxmodels.errors import DataError
+
+TIMES = pd.date_range("2020-01-01", periods=4, freq="6h")
+# a T62-like Gaussian latitude band (irregular spacing) and a 1.875 degree longitude
+GAUSS_LAT = np.array([61.9, 60.0, 58.1, 56.2, 54.3, 52.4, 50.5, 48.6, 46.7, 44.8, 42.9])
+GAUSS_LON = np.arange(0.0, 30.0, 1.875)
+
+
+def _field(name, lat, lon, values, units, **attrs) -> xr.Dataset:
+    return xr.Dataset(
+        {name: (("time", "latitude", "longitude"), values.astype("f4"), {"units": units, **attrs})},
+        coords={"time": TIMES, "latitude": lat, "longitude": lon},
+    )
+
+
+def test_a_constant_stays_constant_on_either_method():
+    tgt = target_grid(TargetGridConfig(resolution=2.5, lat_bounds=(45, 60), lon_bounds=(2.5, 25)))
+    shape = (len(TIMES), len(GAUSS_LAT), len(GAUSS_LON))
+    raw = xr.merge(
+        [
+            _field("t2m", GAUSS_LAT, GAUSS_LON, np.full(shape, 280.0), "K"),
+            _field("tp", GAUSS_LAT, GAUSS_LON, np.full(shape, 0.002), "m"),
+        ]
+    )
+    out, info = regrid_raw(
+        raw, "latitude", "longitude", tgt, {"t2m": "linear", "tp": "conservative"}
+    )
+    assert out.sizes == {"time": 4, "lat": 7, "lon": 10}
+    np.testing.assert_allclose(out["t2m"], 280.0, rtol=1e-6)
+    np.testing.assert_allclose(out["tp"], 0.002, rtol=1e-5)
+    assert info["regridded"] == {"t2m": "linear", "tp": "conservative"}
+    assert info["grid"].startswith("11x16 lat 42.9..61.9")
+
+
+def test_conservative_remap_keeps_the_area_integral():
+    rng = np.random.default_rng(0)
+    lat, lon = np.arange(-29.5, 30, 1.0), np.arange(0.5, 60, 1.0)  # 1 degree cells
+    x = rng.gamma(0.5, 2.0, (len(TIMES), len(lat), len(lon)))
+    raw = _field("tp", lat, lon, x, "m")
+    # 3 degree cells whose edges fall on the source's
+    tgt = target_grid(
+        TargetGridConfig(resolution=3.0, lat_bounds=(-28.5, 28.5), lon_bounds=(1.5, 58.5))
+    )
+    out, _ = regrid_raw(raw, "latitude", "longitude", tgt, {"tp": "conservative"})
+
+    def integral(field: np.ndarray, lats: np.ndarray, d: float) -> np.ndarray:
+        area = np.sin(np.deg2rad(lats + d / 2)) - np.sin(np.deg2rad(lats - d / 2))
+        return (field * area[None, :, None]).sum(axis=(1, 2)) * d
+
+    np.testing.assert_allclose(
+        integral(out["tp"].values, tgt["lat"].values, 3.0), integral(x, lat, 1.0), rtol=1e-4
+    )
+
+
+def test_default_methods():
+    assert default_method("total_precipitation_rate") == "conservative"
+    assert default_method("surface_solar_radiation_downwards") == "conservative"
+    assert default_method("2m_temperature") == "linear"
+    assert default_method("mean_sea_level_pressure") == "linear"
+    with pytest.raises(ValidationError, match="needs `resolution`"):
+        TargetGridConfig(kind="regular")
+    with pytest.raises(ValidationError, match="unknown canonical"):
+        TargetGridConfig(resolution=1.0, methods={"t2m": "linear"})
+
+
+def _mixed_files(tmp_path):
+    """Temperature on a Gaussian grid, precipitation on a regular 2.5 degree grid."""
+    d = tmp_path / "in"
+    d.mkdir()
+    shape = (len(TIMES), len(GAUSS_LAT), len(GAUSS_LON))
+    y = np.linspace(0, 1, len(GAUSS_LAT))[None, :, None]
+    _field("t2m", GAUSS_LAT, GAUSS_LON, 270.0 + 10 * y + np.zeros(shape), "K").to_netcdf(
+        d / "t2m.gauss.nc"
+    )
+    lat, lon = np.arange(62.5, 40, -2.5), np.arange(0.0, 30, 2.5)
+    tp = np.full((len(TIMES), len(lat), len(lon)), 0.001)
+    _field("tp", lat, lon, tp, "m").to_netcdf(d / "tp.regular.nc")
+    return d
+
+
+def _cfg(tmp_path, d, grid):
+    return DataConfig.model_validate(
+        {
+            "source": {"kind": "files", "paths": [str(d / "*.nc")], "accumulation_hours": 6},
+            "store": str(tmp_path / "store.zarr"),
+            "variables": ["2m_temperature", "total_precipitation_rate"],
+            **({"grid": grid} if grid else {}),
+        }
+    )
+
+
+def test_mixed_grids_are_regridded_into_one_store(tmp_path):
+    d = _mixed_files(tmp_path)
+    grid = {"kind": "regular", "resolution": 2.5, "lat_bounds": [45, 60], "lon_bounds": [2.5, 25]}
+    rep = ingest(_cfg(tmp_path, d, grid))
+    assert rep.appended == 4 and not rep.problems
+    ds = Store(str(tmp_path / "store.zarr")).open()
+    assert ds["lat"].values.tolist() == list(np.arange(45.0, 60.1, 2.5))
+    assert ds["lon"].values.tolist() == list(np.arange(2.5, 25.1, 2.5))
+    np.testing.assert_allclose(ds["total_precipitation_rate"], 1.0 / 6, rtol=1e-5)  # m / 6 h
+    t = ds["2m_temperature"].isel(time=0, lon=0).values
+    assert np.all(np.diff(t) < 0)  # warmer to the north, as the input (interpolated, not filled)
+    inputs = Store(str(tmp_path / "store.zarr")).read_commit().inputs
+    t2m = next(v for k, v in inputs.items() if k.endswith("t2m.gauss.nc"))
+    assert t2m["regridded"] == {"t2m": "linear"} and t2m["grid"].startswith("11x16")
+    tp = next(v for k, v in inputs.items() if k.endswith("tp.regular.nc"))
+    assert tp["regridded"] == {"tp": "conservative"}
+
+
+def test_without_a_target_grid_the_odd_file_is_left_out_with_the_way_out(tmp_path):
+    d = _mixed_files(tmp_path)
+    with pytest.raises(DataError, match=r"left out: .*declare a target grid"):
+        ingest(_cfg(tmp_path, d, None))
