@@ -277,6 +277,11 @@ class DataConfig(Strict):
     max_nan_fraction: float = Field(0.05, ge=0, le=1)
     """Largest fraction of NaNs a variable may have outside the static (land-sea) mask."""
     split: SplitConfig = SplitConfig()
+    gaps: Literal["refuse", "allow"] = "refuse"
+    """A record with known gaps (winters only, an archive's outage): ``allow`` stores past a
+    gap, its steps kept missing (never filled) and recorded as ranges in the store's history;
+    windows that touch a gap are left out of training, baselines and scoring. ``refuse``:
+    steps after a gap wait for the missing ones."""
     grid: TargetGridConfig | None = None
     """Regrid every input to this grid (``None``: inputs must share one grid; an input on
     another grid is left out with the reason)."""

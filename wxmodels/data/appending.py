@@ -20,7 +20,7 @@ import zarr
 from wxmodels.data import writepass
 from wxmodels.data.arrayio import ArrayIO
 from wxmodels.data.commit import Commit
-from wxmodels.data.timeaxis import contiguous, gap_message, grid_hash, infer_step_s
+from wxmodels.data.timeaxis import contiguous, fill_gaps, gap_message, grid_hash, infer_step_s
 from wxmodels.errors import DataError, GapError, IngestError
 from wxmodels.faults import crash_point
 from wxmodels.paths import entries
@@ -69,13 +69,16 @@ class Appending(ArrayIO):
         inputs: dict[str, dict] | None = None,
         quarantine: dict[str, dict] | None = None,
         static: dict[str, np.ndarray] | None = None,
+        gaps: str = "refuse",
     ) -> AppendReport:
         """Add what ``ds`` has that the store lacks, in one pass over the new data.
 
         * steps already committed are compared by content hash: identical ones are skipped,
           different ones are *revisions*, rewritten in place (see the module docstring);
         * new steps are appended as far as they are contiguous: a gap is reported in ``gap`` and
-          the steps after it wait for the missing ones (never filled or interpolated);
+          the steps after it wait for the missing ones (never filled or interpolated); with
+          ``gaps="allow"`` (a record with known gaps) the store goes on past a gap, its steps
+          kept missing (NaN) and recorded as ranges in the history (``gaps``);
         * values are validated in the same pass as the write (ranges, NaNs inside the domain);
           a failure raises :class:`~wxmodels.errors.DataError` and commits nothing;
         * ``inputs`` / ``quarantine`` are recorded in the commit's ledger.
@@ -89,10 +92,11 @@ class Appending(ArrayIO):
                 inputs=inputs,
                 quarantine=quarantine,
                 static=static,
+                gaps=gaps,
             )
 
     def _append(
-        self, ds, *, time_chunk, source, max_nan_fraction, inputs, quarantine, static
+        self, ds, *, time_chunk, source, max_nan_fraction, inputs, quarantine, static, gaps
     ) -> AppendReport:
         commit = self.read_commit()
         if commit is not None and commit.revision is not None:
@@ -107,6 +111,9 @@ class Appending(ArrayIO):
             infer_step_s(times)
         now = datetime.now(UTC).isoformat(timespec="seconds")
         if commit is None:
+            filled: list = []
+            if gaps == "allow" and len(times) > 1:
+                ds, filled = fill_gaps(ds, times[0], infer_step_s(times))
             return self._first_write(
                 ds,
                 time_chunk=time_chunk,
@@ -116,6 +123,7 @@ class Appending(ArrayIO):
                 inputs=inputs or {},
                 quarantine=quarantine or {},
                 static=static or {},
+                filled=filled,
             )
         step_s = round(commit.step_hours * 3600)
         end = np.datetime64(pd.Timestamp(commit.end))
@@ -128,6 +136,9 @@ class Appending(ArrayIO):
             )
         skipped = old.sizes[TIME] - len(revised)
         n_new, gap = 0, None
+        filled: list = []
+        if new.sizes[TIME] and gaps == "allow":
+            new, filled = fill_gaps(new, end + np.timedelta64(step_s, "s"), step_s)
         if new.sizes[TIME]:
             expected = end + np.timedelta64(step_s, "s")
             n_new = contiguous(new[TIME].values, expected, step_s)
@@ -148,6 +159,7 @@ class Appending(ArrayIO):
                 source=source,
                 gap=gap,
                 max_nan_fraction=max_nan_fraction,
+                filled=filled,
             )
         if inputs or quarantine:
             commit.inputs.update(inputs or {})
@@ -169,13 +181,13 @@ class Appending(ArrayIO):
             commit.version,
             rng,
             revised,
-            gap,
+            gap or _gaps_message(filled),
             missing,
         )
 
     # -- first write / append ------------------------------------------------------------
     def _first_write(
-        self, ds, *, time_chunk, source, now, max_nan_fraction, inputs, quarantine, static
+        self, ds, *, time_chunk, source, now, max_nan_fraction, inputs, quarantine, static, filled
     ) -> AppendReport:
         times = ds[TIME].values
         if len(times) < 2:
@@ -216,6 +228,7 @@ class Appending(ArrayIO):
                 ds[TIME].values,
                 max_nan_fraction=max_nan_fraction,
                 where=source or self.url,
+                allow_gaps=bool(filled),
             )
         except Exception:
             self._clear_uncommitted()  # nothing was committed: leave no debris
@@ -246,6 +259,7 @@ class Appending(ArrayIO):
                     "range": [t0, t1],
                     **({"gap": gap} if gap else {}),
                     **({"missing": missing} if missing else {}),
+                    **({"gaps": filled} if filled else {}),
                 }
             ],
             inputs=dict(inputs),
@@ -257,9 +271,22 @@ class Appending(ArrayIO):
         commit.stats_group = self.write_stats(res.clim, commit.sequence)
         crash_point("append:after-data")
         self.write_commit(commit)
-        return AppendReport(self.url, n, 0, t0, t1, commit.version, (t0, t1), [], gap, missing)
+        return AppendReport(
+            self.url,
+            n,
+            0,
+            t0,
+            t1,
+            commit.version,
+            (t0, t1),
+            [],
+            gap or _gaps_message(filled),
+            missing,
+        )
 
-    def _append_new(self, new, commit, *, time_chunk, now, source, gap, max_nan_fraction):
+    def _append_new(
+        self, new, commit, *, time_chunk, now, source, gap, max_nan_fraction, filled=()
+    ):
         self._truncate_to(commit.n_time)
         head = (-commit.n_time) % time_chunk or time_chunk
         n_new = new.sizes[TIME]
@@ -290,6 +317,7 @@ class Appending(ArrayIO):
                 new[TIME].values,
                 max_nan_fraction=max_nan_fraction,
                 where=source or self.url,
+                allow_gaps=bool(filled),
             )
         except DataError:
             self._truncate_to(commit.n_time)
@@ -318,6 +346,7 @@ class Appending(ArrayIO):
                 "range": [new_start, new_end],
                 **({"gap": gap} if gap else {}),
                 **({"missing": missing} if missing else {}),
+                **({"gaps": list(filled)} if filled else {}),
             }
         )
         crash_point("append:after-data")
@@ -356,3 +385,12 @@ class Appending(ArrayIO):
         from wxmodels.data import revise
 
         return revise.overlay(cast("Store", self), ds, intent)
+
+
+def _gaps_message(filled) -> str | None:
+    """``2 gaps kept missing: 2001-03-01..2001-11-30 (275 steps), ...``"""
+    if not filled:
+        return None
+    shown = ", ".join(f"{a}..{b} ({n} steps)" for a, b, n in list(filled)[:3])
+    more = f" and {len(filled) - 3} more" if len(filled) > 3 else ""
+    return f"{len(filled)} gap(s) kept missing (data.gaps: allow): {shown}{more}"

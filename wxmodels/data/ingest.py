@@ -190,6 +190,7 @@ def _ingest_locked(cfg: DataConfig, store: Store) -> IngestReport:
                 source=cfg.source.kind,
                 max_nan_fraction=cfg.max_nan_fraction,
                 static=static,
+                gaps=cfg.gaps,
                 quarantine={
                     p.path: {"fingerprint": p.fingerprint, "reason": p.reason, "at": _now()}
                     for p in problems

@@ -9,7 +9,7 @@ import pandas as pd
 
 from wxmodels.errors import DataError
 
-__all__ = ["contiguous", "gap_message", "grid_hash", "infer_step_s", "seconds"]
+__all__ = ["contiguous", "fill_gaps", "gap_message", "grid_hash", "infer_step_s", "seconds"]
 
 log = logging.getLogger(__name__)
 
@@ -56,3 +56,41 @@ def gap_message(times: np.ndarray, n: int) -> str | None:
     )
     log.warning(msg)
     return msg
+
+
+def fill_gaps(ds, first: np.datetime64, step_s: int, time: str = "time"):
+    """``ds`` on the regular axis from ``first`` to its last step, the steps the source lacks
+    as NaN (never filled with values), and the gaps as ``[first missing, last missing, n]``.
+
+    For records with known gaps (winters only, an archive's outage): the store keeps the axis
+    regular and the missing steps recorded; every window that touches one is left out of
+    training, baselines and scoring (the steps are not complete)."""
+    t = seconds(ds[time].values)
+    start = int(np.asarray(first, dtype="datetime64[s]").astype(np.int64))
+    if len(t) == 0 or ((len(t) - 1) * step_s + start == t[-1] and t[0] == start):
+        return ds, []
+    if (t - start).min() < 0 or np.any((t - start) % step_s):
+        raise DataError(
+            f"steps off the store's {step_s / 3600:g} h axis from {pd.Timestamp(first)}: "
+            "cannot record them around a gap"
+        )
+    axis = np.arange(start, t[-1] + 1, step_s)
+    present = np.isin(axis, t)
+    gaps, k = [], 0
+    while k < len(axis):
+        if present[k]:
+            k += 1
+            continue
+        j = k
+        while j < len(axis) and not present[j]:
+            j += 1
+        gaps.append(
+            [
+                str(pd.Timestamp(axis[k], unit="s")),
+                str(pd.Timestamp(axis[j - 1], unit="s")),
+                int(j - k),
+            ]
+        )
+        k = j
+    full = ds.reindex({time: axis.astype("datetime64[s]").astype("datetime64[ns]")})
+    return full, gaps

@@ -11,6 +11,7 @@ scheduling overhead of the pass close to those of a plain ``to_zarr``.
 from __future__ import annotations
 
 import asyncio
+import warnings
 import zlib
 from dataclasses import dataclass, field
 
@@ -117,7 +118,8 @@ def _block(
     else:
         clim.add(x, hours, valid)
     if anynan:
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a block inside a gap: all NaN
             vmin = np.nanmin(flat, axis=(0, 2))
             vmax = np.nanmax(flat, axis=(0, 2))
         vmin = np.where(np.isnan(vmin), np.inf, vmin)
@@ -206,13 +208,23 @@ class WriteResult:
         *,
         max_nan_fraction: float,
         where: str,
+        allow_gaps: bool = False,
     ) -> list[str]:
         """Raise :class:`DataError` on NaN-only variables, too many NaNs inside the domain or
-        implausible values; return the ``variable@time`` steps that are NaN in the domain."""
+        implausible values; return the ``variable@time`` steps that are NaN in the domain.
+
+        ``allow_gaps``: steps where every variable is missing are a declared gap (recorded by
+        the caller as ranges): they count neither towards the NaN fraction nor as missing."""
         total = sum(b["n"] for b in self.blocks)
         vmin = np.min([b["min"] for b in self.blocks], axis=0)
         vmax = np.max([b["max"] for b in self.blocks], axis=0)
         nan_point = sum(b["nan_point"] for b in self.blocks)
+        n_gap = 0
+        if allow_gaps:
+            n_gap = sum(int((b["nan_step"] >= valid.size).all(axis=1).sum()) for b in self.blocks)
+            # a gap step is NaN at every point: take it out of the per-point counts
+            nan_point = nan_point - n_gap
+            total -= n_gap
         inside = valid.sum() * total
         for i, v in enumerate(variables):
             var = get_variable(v)
@@ -234,16 +246,18 @@ class WriteResult:
                     f"{where}: {v} ranges {vmin[i]:.4g}..{vmax[i]:.4g} {var.units}, outside "
                     f"the plausible {var.valid_min:g}..{var.valid_max:g}{hint}"
                 )
-        return self.missing_steps(variables, valid, times)
+        return self.missing_steps(variables, valid, times, skip_gaps=allow_gaps)
 
     def missing_steps(
-        self, variables: list[str], valid: np.ndarray, times: np.ndarray
+        self, variables: list[str], valid: np.ndarray, times: np.ndarray, skip_gaps: bool = False
     ) -> list[str]:
         out, k = [], 0
         n_points = valid.size
         for b in self.blocks:
             # a step is missing when every point is NaN (points outside the domain always are)
             all_nan = b["nan_step"] >= n_points  # (T, V)
+            if skip_gaps:  # steps missing for every variable are a gap, recorded as a range
+                all_nan = all_nan & ~all_nan.all(axis=1, keepdims=True)
             for t, v in zip(*np.nonzero(all_nan), strict=True):
                 out.append(f"{variables[v]}@{np.datetime_as_string(times[k + t], 'm')}")
             k += b["n"]
