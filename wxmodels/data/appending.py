@@ -110,8 +110,8 @@ class Appending(ArrayIO):
         if len(times) > 1:
             infer_step_s(times)
         now = datetime.now(UTC).isoformat(timespec="seconds")
+        filled: list = []
         if commit is None:
-            filled: list = []
             if gaps == "allow" and len(times) > 1:
                 ds, filled = fill_gaps(ds, times[0], infer_step_s(times))
             return self._first_write(
@@ -136,7 +136,6 @@ class Appending(ArrayIO):
             )
         skipped = old.sizes[TIME] - len(revised)
         n_new, gap = 0, None
-        filled: list = []
         if new.sizes[TIME] and gaps == "allow":
             new, filled = fill_gaps(new, end + np.timedelta64(step_s, "s"), step_s)
         if new.sizes[TIME]:
