@@ -34,6 +34,12 @@ def ingest(config: ConfigOpt, set_: SetOpt = None) -> None:
         f"+{rep.appended} steps ({rep.skipped} already present, "
         f"{len(rep.revised)} revised), {rep.start} .. {rep.end}, version {rep.version}"
     )
+    for path, f in list(rep.files.items())[:20]:
+        how = ", ".join(f"{v} {m}" for v, m in f.get("regridded", {}).items())
+        out.print(
+            f"  {Path(path).name}: {', '.join(f.get('canonical', []))} from {f.get('grid', '?')}"
+            + (f", regridded ({how})" if how else "")
+        )
     if rep.gap:
         err.print(f"[yellow]{rep.gap}[/]")
     if rep.missing:

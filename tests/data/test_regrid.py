@@ -109,6 +109,10 @@ def test_mixed_grids_are_regridded_into_one_store(tmp_path):
     grid = {"kind": "regular", "resolution": 2.5, "lat_bounds": [45, 60], "lon_bounds": [2.5, 25]}
     rep = ingest(_cfg(tmp_path, d, grid))
     assert rep.appended == 4 and not rep.problems
+    # the summary says, per file, what it gave, from which grid, how it was regridded
+    files = {k.rsplit("/", 1)[-1]: v for k, v in rep.files.items()}
+    assert files["t2m.gauss.nc"]["canonical"] == ["2m_temperature"]
+    assert files["tp.regular.nc"]["regridded"] == {"tp": "conservative"}
     ds = Store(str(tmp_path / "store.zarr")).open()
     assert ds["lat"].values.tolist() == list(np.arange(45.0, 60.1, 2.5))
     assert ds["lon"].values.tolist() == list(np.arange(2.5, 25.1, 2.5))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -49,6 +50,9 @@ class IngestReport(Record):
     missing: list[str] = []
     offered: list[str] | None = None
     """The first and last time the source offered."""
+    files: dict[str, dict[str, Any]] = {}
+    """Per input read: the canonical variables it gave, its grid, how it was regridded
+    (the store's ledger keeps the same)."""
 
 
 def read_static_fields(cfg: DataConfig, like: xr.Dataset) -> dict[str, np.ndarray]:
@@ -265,6 +269,10 @@ def _ingest_locked(cfg: DataConfig, store: Store) -> IngestReport:
             gap=rep.gap,
             missing=rep.missing,
             offered=[str(pd.Timestamp(times[0])), str(pd.Timestamp(times[-1]))],
+            files={
+                rid: {k: m[k] for k in ("canonical", "grid", "regridded") if k in m}
+                for rid, m in res.inputs.items()
+            },
         )
         log.info(
             "ingest %s: +%d steps (%d already present, %d revised), %s..%s (was ..%s), version %s",
