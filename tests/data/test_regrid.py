@@ -130,3 +130,40 @@ def test_without_a_target_grid_the_odd_file_is_left_out_with_the_way_out(tmp_pat
     d = _mixed_files(tmp_path)
     with pytest.raises(DataError, match=r"left out: .*declare a target grid"):
         ingest(_cfg(tmp_path, d, None))
+
+
+def test_850hpa_temperature_without_a_vertical_coordinate_never_becomes_2m(tmp_path):
+    """The 2 m temperature file is on another grid (left out without data.grid); the 850 hPa
+    temperature file beside it names its level only in its long name. Its `air` must not stand
+    in for 2m_temperature: it is left out as ambiguous, and the run says why."""
+    d = tmp_path / "in"
+    d.mkdir()
+    shape = (len(TIMES), len(GAUSS_LAT), len(GAUSS_LON))
+    t2m = _field(
+        "air", GAUSS_LAT, GAUSS_LON, np.full(shape, 280.0), "K", standard_name="air_temperature"
+    )
+    t2m["air"] = t2m["air"].expand_dims(height=[2.0]).squeeze("height")  # a CF height coordinate
+    t2m.to_netcdf(d / "air.2m.gauss.nc")
+    lat, lon = np.arange(62.5, 40, -2.5), np.arange(0.0, 30, 2.5)
+    t850 = _field(
+        "air",
+        lat,
+        lon,
+        np.full((len(TIMES), len(lat), len(lon)), 265.0),
+        "K",
+        standard_name="air_temperature",
+        long_name="air temperature at 850 hPa",
+    )
+    t850.to_netcdf(d / "air.850.nc")
+    cfg = DataConfig.model_validate(
+        {
+            "source": {"kind": "files", "paths": [str(d / "*.nc")]},
+            "store": str(tmp_path / "store.zarr"),
+            "variables": ["2m_temperature"],
+        }
+    )
+    rep = ingest(cfg)  # the 2 m file alone is the store; the 850 hPa one is left out
+    assert not Store(cfg.store).open()["2m_temperature"].isin([265.0]).any()
+    why = {p["path"].rsplit("/", 1)[-1]: p["reason"] for p in rep.problems}
+    assert "without a height or pressure coordinate is ambiguous" in why["air.850.nc"]
+    np.testing.assert_allclose(Store(cfg.store).open()["2m_temperature"], 280.0)
