@@ -167,3 +167,29 @@ def test_850hpa_temperature_without_a_vertical_coordinate_never_becomes_2m(tmp_p
     why = {p["path"].rsplit("/", 1)[-1]: p["reason"] for p in rep.problems}
     assert "without a height or pressure coordinate is ambiguous" in why["air.850.nc"]
     np.testing.assert_allclose(Store(cfg.store).open()["2m_temperature"], 280.0)
+
+
+def test_two_inputs_offering_one_variable_for_the_same_times(tmp_path):
+    """Refused unless configured: the later input (by name) is left out with the reason; with
+    `overlap: merge` agreeing copies combine."""
+    d = tmp_path / "in"
+    d.mkdir()
+    lat, lon = np.arange(62.5, 40, -2.5), np.arange(0.0, 30, 2.5)
+    x = np.full((len(TIMES), len(lat), len(lon)), 275.0)
+    _field("t2m", lat, lon, x, "K").to_netcdf(d / "a.nc")
+    _field("t2m", lat, lon, x, "K").to_netcdf(d / "b.nc")
+
+    def cfg(**src):
+        return DataConfig.model_validate(
+            {
+                "source": {"kind": "files", "paths": [str(d / "*.nc")], **src},
+                "store": str(tmp_path / f"{len(src)}.zarr"),
+                "variables": ["2m_temperature"],
+            }
+        )
+
+    rep = ingest(cfg())
+    assert rep.appended == 4 and [p["path"].rsplit("/", 1)[-1] for p in rep.problems] == ["b.nc"]
+    assert "offers 2m_temperature for times a.nc already offers" in rep.problems[0]["reason"]
+    rep = ingest(cfg(overlap="merge"))
+    assert rep.appended == 4 and not rep.problems

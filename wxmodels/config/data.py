@@ -120,6 +120,10 @@ class SourceOptions(Strict):
     share a name (``u`` at the surface in one file, at 500 hPa in another)."""
     time_from_step: TimeFromStepConfig | None = None
     """For files without a time coordinate."""
+    overlap: Literal["refuse", "merge"] = "refuse"
+    """Two inputs of one run offering the same canonical variable for the same times:
+    ``refuse`` leaves the later one (by name) out with the reason; ``merge`` combines them
+    when their values agree (and fails when they do not)."""
     grid: GridConfig = GridConfig()
 
     @field_validator("rename")

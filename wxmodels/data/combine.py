@@ -37,7 +37,13 @@ def combine(datasets: list[xr.Dataset]) -> xr.Dataset:
     try:
         out = xr.combine_by_coords(datasets, join="exact", **kw)
     except ValueError:
-        out = xr.combine_by_coords(datasets, join="outer", **kw)
+        try:
+            out = xr.combine_by_coords(datasets, join="outer", **kw)
+        except ValueError:
+            # copies of the same steps (source overlap: merge): nothing to order them by
+            out = xr.merge(
+                datasets, compat="no_conflicts", join="outer", combine_attrs="drop_conflicts"
+            )
     if not isinstance(out, xr.Dataset):
         raise DataError("the inputs combine into a single array, not a dataset")
     return out

@@ -236,6 +236,36 @@ class Source:
                 out.append((ref, raw))
         return out, problems
 
+    def _drop_overlapping(
+        self, kept: list[tuple[InputRef, xr.Dataset]]
+    ) -> tuple[list[tuple[InputRef, xr.Dataset]], list[Problem]]:
+        """Leave out an input that offers a canonical variable for times an earlier input (by
+        name) already offers: which of the two is right is not the pipeline's guess."""
+        seen: dict[str, tuple[str, set]] = {}
+        out, problems = [], []
+        for ref, raw in sorted(kept, key=lambda x: x[0].id):
+            own = set(raw[TIME].values.tolist())
+            clash = [
+                (v, seen[v][0])
+                for v in sorted(self._provides(raw))
+                if v in seen and own & seen[v][1]
+            ]
+            if clash:
+                v, other = clash[0]
+                reason = (
+                    f"offers {v} for times {Path(other).name} already offers; map one of them "
+                    "to another variable (rename/file_rename), remove one, or set the "
+                    "source's overlap: merge"
+                )
+                log.warning("leaving out %s: %s", ref.id, reason)
+                problems.append(Problem(ref.id, reason, ref.fingerprint))
+                continue
+            for v in self._provides(raw):
+                prev = seen.get(v, (ref.id, set()))
+                seen[v] = (prev[0], prev[1] | own)
+            out.append((ref, raw))
+        return out, problems
+
     def open(
         self,
         inputs: list[InputRef],
@@ -280,6 +310,9 @@ class Source:
             kept.append((ref, raw))
         kept, lacking = self._drop_incomplete(kept, complete_layout)
         problems += lacking
+        if getattr(self.cfg, "overlap", "refuse") == "refuse":
+            kept, doubled = self._drop_overlapping(kept)
+            problems += doubled
         raws = []
         for ref, raw in kept:
             raws.append(raw)
