@@ -123,6 +123,8 @@ def summary(tl: Timeline) -> dict[str, Any]:
         out["ingest_mean_s_first_year"] = float(np.mean(first))
         out["ingest_mean_s_last_year"] = float(np.mean(last))
         out["ingest_ratio_last_first"] = float(np.mean(last) / np.mean(first))
+        out["ingest_median_ratio_last_first"] = float(np.median(last) / np.median(first))
+        out["ingest_min_ratio_last_first"] = float(np.min(last) / np.min(first))
     rts = [(t.time, t.retrain) for t in ticks if t.retrain is not None]
     out["retrains"] = [
         {
@@ -196,7 +198,9 @@ def markdown(tl: Timeline) -> str:
         lines.append(
             f"- Ingest per tick: {s['ingest_mean_s_first_year']:.2f} s in the first year, "
             f"{s['ingest_mean_s_last_year']:.2f} s in the last (ratio "
-            f"{s['ingest_ratio_last_first']:.2f})."
+            f"{s['ingest_ratio_last_first']:.2f}; of the medians "
+            f"{s['ingest_median_ratio_last_first']:.2f}, of the fastest "
+            f"{s['ingest_min_ratio_last_first']:.2f})."
         )
     if s.get("retrain_wall_vs_samples_slope") is not None:
         lines.append(
