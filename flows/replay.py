@@ -80,7 +80,7 @@ def replay(
     cfg0 = load_config(config, overrides)
     rdir = plan.replay_dir(cfg0, rp)
     files = plan.source_files(cfg0)
-    base = [*overrides, *plan.landing_overrides(cfg0, rdir)]
+    base = [*overrides, *plan.landing_overrides(cfg0, rdir, files)]
     path = rdir / "timeline.json"
     tl = plan.load_timeline(
         path,

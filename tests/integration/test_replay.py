@@ -46,6 +46,9 @@ def replayed(prefect_server, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("replay")
     raw = tiny_cycle_config(tmp)
     raw["data"]["source"]["days"] = 10  # six days for the first teacher: it beats an untrained one
+    # every epoch runs whatever the machine's load (a wall-clock cap would make the first
+    # teacher's quality, and so the gate's verdict on the degraded one, depend on it)
+    raw["train"].update({"epochs": 6, "samples_per_epoch": 192, "max_minutes": 10.0})
     raw["compress"]["cells"] = [
         {"name": "int8", "steps": [{"method": "int8", "calibration_samples": 8}]}
     ]

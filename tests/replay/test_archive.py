@@ -29,11 +29,11 @@ def days(tmp_path):
     return [str(p) for p in files]
 
 
-def _landing_times(landing) -> dict[str, pd.DatetimeIndex]:
+def _landing_times(landing, dim: str = "time") -> dict[str, pd.DatetimeIndex]:
     out = {}
     for p in sorted(landing.glob("*.nc")):
         with xr.open_dataset(p) as ds:
-            out[p.name] = pd.DatetimeIndex(ds["time"].values)
+            out[p.name] = pd.DatetimeIndex(ds[dim].values)
     return out
 
 
@@ -71,20 +71,12 @@ def test_long_files_are_split_into_period_files(tmp_path):
     a = Archive([str(src)], landing, pd.Timestamp("2015-07-01"), parse_period("1M"))
     d = a.deliver(pd.Timestamp("2015-07-01"))
     assert len(d.files) == 6 and d.steps == 181 * 24
-    times = _landing_times_valid(landing)
+    times = _landing_times(landing, "valid_time")
     assert sorted(times) == [f"skt_2015.2015{m:02d}01T0000.nc" for m in range(1, 7)]
     assert times["skt_2015.20150201T0000.nc"].equals(
         pd.date_range("2015-02-01", "2015-02-28 23:00", freq="h")
     )
     assert len(a.deliver(pd.Timestamp("2015-08-15")).files) == 1  # July only: August is open
-
-
-def _landing_times_valid(landing) -> dict[str, pd.DatetimeIndex]:
-    out = {}
-    for p in sorted(landing.glob("*.nc")):
-        with xr.open_dataset(p) as ds:
-            out[p.name] = pd.DatetimeIndex(ds["valid_time"].values)
-    return out
 
 
 def test_file_without_dates_is_a_clear_error(tmp_path):

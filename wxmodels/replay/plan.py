@@ -54,12 +54,12 @@ def source_files(cfg: CycleConfig) -> list[str]:
     )
 
 
-def landing_overrides(cfg: CycleConfig, rdir: Path) -> list[str]:
+def landing_overrides(cfg: CycleConfig, rdir: Path, files: list[str]) -> list[str]:
     """The overrides that point the cycle at the replay's landing directory, store, registry
     and workdir, keeping the source's reading options (renames, units, grid, ...)."""
     src = cfg.data.source
     keep = {k: v for k, v in src.model_dump(mode="json").items() if k in SourceOptions.model_fields}
-    suffix = {Path(p).suffix for p in source_files(cfg)}
+    suffix = {Path(p).suffix for p in files}
     landing = LandingSourceConfig(
         **keep,
         directory=str(rdir / "landing"),
