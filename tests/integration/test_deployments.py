@@ -1,10 +1,12 @@
 """The deployments as an operator gets them: served by ``python -m deployments`` against a
 Prefect server, listed with their schedules, an ingest run triggered by hand, and a retrain
-whose new teacher starts the compress-validate-promote deployment through its event."""
+whose new teacher starts the compress-validate-promote deployment through its event; then the
+stack stopped under a running ``wxc run``, which ends in one line."""
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import os
 import subprocess
 import sys
@@ -175,8 +177,59 @@ def test_stack_deployments_and_the_new_teacher_trigger_on_a_dask_cluster(tmp_pat
             screenshot=shot,
         )
         assert shot.exists() and shot.stat().st_size > 10_000
+        # last, the stack stopped under a running `wxc run` (see _server_lost_under_a_run)
+        _server_lost_under_a_run(raw, tmp_path, env)
     finally:
         d = _wxc("down", env=env)
         print((tmp_path / "home" / "logs" / "runner.log").read_text()[-4000:])
-    assert d.returncode == 0 and "stopped" in d.stdout
+    assert d.returncode == 0
     assert "not running" in _wxc("status", env=env).stdout
+
+
+def _server_lost_under_a_run(raw: dict, tmp_path, env: dict[str, str]) -> None:
+    """``wxc down`` under a running ``wxc run`` ends the run within seconds, in one line with
+    exit code 3, and keeps what was finished. The run uses the stack's store and teacher (the
+    same data and training: nothing to ingest, the teacher is reused) and one long new cell,
+    so it is building that cell when the server goes."""
+    long = copy.deepcopy(raw)
+    long["compress"]["max_minutes_per_fit"] = 2.0
+    long["compress"]["cells"] = [
+        {
+            "name": "prune-long",
+            "steps": [{"method": "prune", "amount": 0.5, "steps": 1, "finetune_epochs": 50}],
+        }
+    ]
+    cfg = tmp_path / "long.yaml"
+    cfg.write_text(yaml.safe_dump(long))
+    cells = tmp_path / "work" / "candidates"
+    built = set(cells.iterdir())
+    teachers = set((tmp_path / "work" / "teachers").iterdir())
+    run = subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "run", "-c", str(cfg)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not set(cells.iterdir()) - built:  # the new cell is being built
+            assert run.poll() is None, run.communicate()
+            assert time.monotonic() < deadline, "the run never reached the compress stage"
+            time.sleep(0.5)
+        d = _wxc("down", env=env)
+        assert d.returncode == 0 and "stopped" in d.stdout, d.stdout + d.stderr
+        stopped = time.monotonic()
+        out, err = run.communicate(timeout=180)
+        took = time.monotonic() - stopped
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 3, err
+    assert "Traceback" not in err, err
+    lines = [x for x in err.splitlines() if x.strip()]
+    assert lines[-1].startswith("error: the Prefect server"), err
+    assert took < 60, f"took {took:.0f} s to notice"
+    # the stack's teacher was reused, and is still there for the next run
+    assert set((tmp_path / "work" / "teachers").iterdir()) == teachers
+    assert (tmp_path / "work" / "latest" / "train.json").exists()
