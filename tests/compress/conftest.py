@@ -1,4 +1,5 @@
-"""A tiny teacher and compression context shared by the method tests."""
+"""A tiny teacher of each family (conv, transformer) and the compression context shared by
+the method tests: every method test runs on both."""
 
 import numpy as np
 import pytest
@@ -16,12 +17,31 @@ def fields():
     return make_fields(nt=160, nlat=8, nlon=12)
 
 
+NETS = {
+    "unet": {"arch": "unet", "width": 8, "depth": 1, "history": 2},
+    "transformer": {
+        "arch": "transformer",
+        "width": 32,
+        "depth": 4,
+        "heads": 4,
+        "patch": 2,
+        "mlp_ratio": 1.0,
+        "history": 2,
+    },
+}
+
+
+@pytest.fixture(params=sorted(NETS))
+def family(request):
+    return request.param
+
+
 @pytest.fixture
-def teacher(fields):
+def teacher(fields, family):
     torch.manual_seed(0)
     stats = compute_stats(fields, (0, 100))
     spec = ForecasterSpec(
-        net={"arch": "unet", "width": 8, "depth": 1, "history": 2},
+        net=NETS[family],
         variables=fields.variables,
         lat=fields.lat.tolist(),
         lon=fields.lon.tolist(),

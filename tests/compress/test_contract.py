@@ -1,4 +1,5 @@
-"""The shared contract every compression method passes, and what is special to each.
+"""The shared contract every compression method passes on both families (a conv U-Net and a
+transformer: the ``family`` fixture), and what is special to each.
 
 A new torch method adds a config, a size measure and a three-line test class; a new ONNX-side
 method a config and a class of :class:`OnnxMethodContract`.
@@ -15,6 +16,8 @@ import torch
 
 from wxmodels.compress import get_method
 from wxmodels.compress.cluster import ClusterConfig
+from wxmodels.compress.common import leaf_layers, weight_layers
+from wxmodels.compress.depth import DepthConfig
 from wxmodels.compress.distill import DistillConfig
 from wxmodels.compress.dynamic import DynamicConfig
 from wxmodels.compress.int8 import Int8Config
@@ -25,23 +28,25 @@ from wxmodels.compress.structured import StructuredConfig
 from wxmodels.export.onnx import OrtForecaster, export_onnx, onnx_parity
 from wxmodels.export.packing import pack_onnx, unpack_onnx
 from wxmodels.nets import load_forecaster, save_forecaster
-from wxmodels.nets.layers import ConvBlock, LowRankConv2d
+from wxmodels.nets.layers import ConvBlock, LowRankConv2d, LowRankLinear
+from wxmodels.nets.transformer import Attention, Mlp
 
 
 def n_params(m):
     return sum(p.numel() for p in m.parameters())
 
 
+def layer_weights(m):
+    """The weights of the core's conv and linear layers (not norms, biases, embeddings)."""
+    return [layer.weight for _, unit in weight_layers(m) for layer in leaf_layers(unit)]
+
+
 def n_nonzero(m):
-    return sum(int((p != 0).sum()) for n, p in m.core.named_parameters() if n.endswith("weight"))
+    return sum(int((p != 0).sum()) for p in layer_weights(m))
 
 
 def max_distinct_per_layer(m):
-    return max(
-        len(torch.unique(p.detach()))
-        for n, p in m.core.named_parameters()
-        if n.endswith("weight") and p.dim() == 4 and p.numel() > 16
-    )
+    return max(len(torch.unique(p.detach())) for p in layer_weights(m) if p.numel() > 16)
 
 
 class MethodContract:
@@ -88,7 +93,7 @@ class TestPrune(MethodContract):
 
     def test_reaches_the_sparsity(self, teacher, ctx):
         m = self._apply(teacher, ctx)
-        w = [p for n, p in m.core.named_parameters() if n.endswith("weight")]
+        w = layer_weights(m)
         zeros = sum(int((p == 0).sum()) for p in w) / sum(p.numel() for p in w)
         assert zeros == pytest.approx(0.6, abs=0.01)
 
@@ -96,13 +101,23 @@ class TestPrune(MethodContract):
 class TestStructured(MethodContract):
     config = StructuredConfig(amount=0.5, finetune_epochs=1)
 
-    def test_really_removes_channels(self, teacher, ctx):
+    def test_really_removes_channels(self, teacher, ctx, family):
         m = self._apply(teacher, ctx)
         for fqn, blk in m.core.named_modules():
             if isinstance(blk, ConvBlock):
                 assert blk.conv1.conv.out_channels == m.spec.overrides[fqn]["mid"]
                 assert blk.conv2.conv.in_channels == blk.conv1.conv.out_channels
-        assert m.core.enc[0].conv1.conv.out_channels == 4  # 8 -> 4
+            if isinstance(blk, Attention):  # whole heads go: 4 -> 2
+                assert blk.heads == m.spec.overrides[fqn]["heads"] == 2
+                assert blk.qkv.out_features == 3 * 2 * blk.head_dim
+                assert blk.proj.in_features == 2 * blk.head_dim
+            if isinstance(blk, Mlp):  # 32 -> 16 inner channels
+                assert blk.fc1.out_features == blk.fc2.in_features == 16
+                assert m.spec.overrides[fqn]["mid"] == 16
+        if family == "unet":
+            assert m.core.enc[0].conv1.conv.out_channels == 4  # 8 -> 4
+        else:
+            assert sum(isinstance(b, Attention) for b in m.core.modules()) == 4
 
 
 class TestLowRank(MethodContract):
@@ -110,8 +125,8 @@ class TestLowRank(MethodContract):
 
     def test_factorises(self, teacher, ctx):
         m = self._apply(teacher, ctx)
-        lr = [mod for mod in m.modules() if isinstance(mod, LowRankConv2d)]
-        assert lr and all(x.first.out_channels == x.second.in_channels for x in lr)
+        lr = [mod for mod in m.modules() if isinstance(mod, LowRankConv2d | LowRankLinear)]
+        assert lr and all(x.first.weight.shape[0] == x.second.weight.shape[1] for x in lr)
 
 
 class TestDistill(MethodContract):
@@ -123,6 +138,40 @@ class TestDistill(MethodContract):
         assert s.spec.net["width"] == 4 and s is not teacher
         for k, v in teacher.state_dict().items():
             torch.testing.assert_close(v, before[k], equal_nan=True)
+
+
+class TestDistillIntoTransformer(MethodContract):
+    """Output distillation into a transformer student, from either family."""
+
+    config = DistillConfig(arch="transformer", width=8, depth=1, heads=2, epochs=2)
+
+    def test_student_is_a_transformer(self, teacher, ctx):
+        s = self._apply(teacher, ctx)
+        assert s.spec.net["arch"] == "transformer" and len(s.core.blocks) == 1
+
+
+class TestDepth(MethodContract):
+    """Depth distillation: 4 blocks -> 2 (the transformer); a U-Net is not a stack of blocks
+    and is refused in one line, a ResNet is (``test_depth_on_a_resnet``)."""
+
+    config = DepthConfig(depth=2, block_epochs=1, epochs=1)
+
+    @pytest.fixture(autouse=True)
+    def _stacks_only(self, family, teacher, ctx):
+        if family == "unet":
+            with pytest.raises(ValueError, match="not a stack of blocks"):
+                self._apply(teacher, ctx)
+            pytest.skip("depth distillation needs a stack of blocks; the refusal is checked")
+
+    def test_student_has_fewer_blocks_built_from_the_teacher(self, teacher, ctx):
+        before = copy.deepcopy(teacher.state_dict())
+        s = self._apply(teacher, ctx)
+        assert len(s.core.blocks) == 2 and s.spec.net["depth"] == 2
+        for k, v in teacher.state_dict().items():  # the teacher is not changed
+            torch.testing.assert_close(v, before[k], equal_nan=True)
+        # the student's embedding came from the teacher and was fine-tuned, not re-drawn
+        delta = (s.core.pos - teacher.core.pos).abs().max()
+        assert float(delta) < 0.5 * float(teacher.core.pos.abs().max())
 
 
 class TestCluster(MethodContract):
@@ -172,17 +221,36 @@ class OnnxMethodContract:
 class TestInt8(OnnxMethodContract):
     config = Int8Config(calibration_samples=8)
 
-    def test_static_qdq(self, teacher, ctx, tmp_path):
+    def test_static_qdq(self, teacher, ctx, tmp_path, family):
+        fp32 = export_onnx(teacher, tmp_path / "fp32.onnx")
+        q = get_method(self.config).apply(
+            fp32, tmp_path / "q.onnx", self.config, ctx=ctx, history=2
+        )
+        graph = onnx.load(str(q)).graph
+        ops = {n.op_type for n in graph.node}
+        assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+        if family == "transformer":  # the linear layers' MatMuls take dequantized int8 inputs
+            made_by = {o: n.op_type for n in graph.node for o in n.output}
+            quantized = [
+                n
+                for n in graph.node
+                if n.op_type == "MatMul"
+                and all(made_by.get(i) == "DequantizeLinear" for i in n.input)
+            ]
+            assert len(quantized) >= 4 * 2  # qkv and proj, fc1 and fc2 of each block at least
+
+
+class TestDynamic(OnnxMethodContract):
+    config = DynamicConfig()
+
+    def test_quantizes_the_weight_ops(self, teacher, ctx, tmp_path, family):
         fp32 = export_onnx(teacher, tmp_path / "fp32.onnx")
         q = get_method(self.config).apply(
             fp32, tmp_path / "q.onnx", self.config, ctx=ctx, history=2
         )
         ops = {n.op_type for n in onnx.load(str(q)).graph.node}
-        assert {"QuantizeLinear", "DequantizeLinear"} <= ops
-
-
-class TestDynamic(OnnxMethodContract):
-    config = DynamicConfig(op_types=["Conv"])
+        want = "ConvInteger" if family == "unet" else "MatMulInteger"
+        assert want in ops, ops
 
 
 class TestQatThenInt8(OnnxMethodContract):
@@ -198,7 +266,7 @@ def test_methods_refuse_what_they_cannot_do(teacher, ctx):
         get_method("lowrank").apply(
             copy.deepcopy(teacher), LowRankConfig(ratio=1.0, finetune_epochs=0), ctx=ctx
         )
-    with pytest.raises(ValueError, match="selected no conv"):
+    with pytest.raises(ValueError, match="selected no weight layer"):
         get_method("prune").apply(
             copy.deepcopy(teacher),
             PruneConfig(finetune_epochs=0),
@@ -208,20 +276,39 @@ def test_methods_refuse_what_they_cannot_do(teacher, ctx):
 
 
 def test_sensitivity_ranks_layers_and_protection_leaves_them_alone(teacher, ctx):
-    from wxmodels.compress.common import conv_modules
     from wxmodels.compress.sensitivity import layer_sensitivity, protect_filter
 
     sens = layer_sensitivity(teacher, ctx)
-    names = [f for f, _ in conv_modules(teacher)]
+    names = [f for f, _ in weight_layers(teacher)]
     assert list(sens) == names and all(np.isfinite(v) for v in sens.values())
     assert max(sens.values()) > 0  # damaging some layer costs something
     filter_fn, protected = protect_filter(sens, 2)
     assert protected == sorted(sens, key=lambda f: -sens[f])[:2]
     cfg = PruneConfig(amount=0.6, steps=1, finetune_epochs=0)
     pruned = get_method(cfg).apply(copy.deepcopy(teacher), cfg, ctx=ctx, filter_fn=filter_fn)
-    units = dict(conv_modules(pruned))
+    units = dict(weight_layers(pruned))
     for fqn in protected:
-        w = units[fqn].conv.weight
+        w = leaf_layers(units[fqn])[0].weight
         assert int((w == 0).sum()) == 0, fqn
     others = [f for f in names if f not in protected]
-    assert any(int((units[f].conv.weight == 0).sum()) > 0 for f in others)
+    assert any(int((leaf_layers(units[f])[0].weight == 0).sum()) > 0 for f in others)
+
+
+def test_depth_on_a_resnet(fields, ctx):
+    """Depth distillation on the conv family's stack of residual blocks: 4 -> 2."""
+    from wxmodels.data.fields import compute_stats
+    from wxmodels.nets import Forecaster, ForecasterSpec
+
+    torch.manual_seed(0)
+    spec = ForecasterSpec(
+        net={"arch": "resnet", "width": 8, "depth": 4, "history": 2},
+        variables=fields.variables,
+        lat=fields.lat.tolist(),
+        lon=fields.lon.tolist(),
+        step_hours=1.0,
+        **compute_stats(fields, (0, 100)),
+    )
+    teacher = Forecaster(spec, valid=fields.valid).eval()
+    cfg = DepthConfig(depth=2, block_epochs=1, epochs=1)
+    s = get_method(cfg).apply(copy.deepcopy(teacher), cfg, ctx=ctx)
+    assert len(s.core.blocks) == 2 and s.n_params() < teacher.n_params()

@@ -3,6 +3,7 @@
 # importing the method modules registers them
 from wxmodels.compress import (
     cluster,
+    depth,
     distill,
     dynamic,
     int8,
@@ -19,6 +20,7 @@ __all__ = [
     "Method",
     "MethodConfig",
     "cluster",
+    "depth",
     "distill",
     "dynamic",
     "get_method",

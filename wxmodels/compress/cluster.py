@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from wxmodels.compress.common import CompressContext, FilterFn, conv_modules
+from wxmodels.compress.common import CompressContext, FilterFn, leaf_layers, weight_layers
 from wxmodels.compress.registry import Method, register_method
 from wxmodels.config.methods import ClusterConfig
 from wxmodels.nets.forecaster import Forecaster
@@ -51,9 +51,9 @@ def apply(
     ctx: CompressContext,
     filter_fn: FilterFn | None = None,
 ) -> Forecaster:
-    convs: list[nn.Module] = []
-    for _, unit in conv_modules(model, filter_fn):
-        convs.extend([unit.conv] if isinstance(unit.conv, nn.Conv2d) else unit.conv.children())
+    convs: list[nn.Module] = [
+        layer for _, unit in weight_layers(model, filter_fn) for layer in leaf_layers(unit)
+    ]
     k = 2**config.bits
     for conv in convs:
         weight = conv.weight

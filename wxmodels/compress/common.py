@@ -1,4 +1,4 @@
-"""Helpers shared by the methods: which convs to touch, and the context methods may use."""
+"""Helpers shared by the methods: which layers to touch, and the context methods may use."""
 
 from __future__ import annotations
 
@@ -12,30 +12,46 @@ from wxmodels.config.model import TrainConfig
 from wxmodels.data.fields import Fields, Split
 from wxmodels.data.stats import Climatology
 from wxmodels.nets.forecaster import Forecaster
-from wxmodels.nets.layers import ConvBlock, PaddedConv
+from wxmodels.nets.layers import LowRankConv2d, LowRankLinear, PaddedConv
 from wxmodels.training.loop import FitReport, FitSettings, fit
 
-__all__ = ["CompressContext", "FilterFn", "conv_blocks", "conv_modules"]
+__all__ = [
+    "CompressContext",
+    "FilterFn",
+    "leaf_layers",
+    "weight_layers",
+]
 
 FilterFn = Callable[[nn.Module, str], bool]
 """``filter_fn(module, fqn) -> bool``: whether a method may transform the layer ``fqn``."""
 
 
-def conv_modules(
+_UNITS = (PaddedConv, LowRankConv2d, LowRankLinear, nn.Conv2d, nn.Linear)
+
+
+def weight_layers(
     model: Forecaster, filter_fn: FilterFn | None = None
-) -> Iterator[tuple[str, PaddedConv]]:
-    """The core's :class:`PaddedConv` units (fqn relative to the core) that ``filter_fn`` allows."""
+) -> Iterator[tuple[str, nn.Module]]:
+    """The core's weight layers that the methods act on (fqn relative to the core), whatever
+    the family: each :class:`PaddedConv` of the conv cores, each ``Linear`` of the transformer,
+    each ``Linear``/``Conv2d`` of a plug-in core; a factorised layer is one unit."""
+    taken: list[str] = []
     for fqn, m in model.core.named_modules():
-        if isinstance(m, PaddedConv) and (filter_fn is None or filter_fn(m, fqn)):
+        if not isinstance(m, _UNITS) or any(fqn.startswith(t + ".") for t in taken):
+            continue
+        taken.append(fqn)
+        if filter_fn is None or filter_fn(m, fqn):
             yield fqn, m
 
 
-def conv_blocks(
-    model: Forecaster, filter_fn: FilterFn | None = None
-) -> Iterator[tuple[str, ConvBlock]]:
-    for fqn, m in model.core.named_modules():
-        if isinstance(m, ConvBlock) and (filter_fn is None or filter_fn(m, fqn)):
-            yield fqn, m
+def leaf_layers(unit: nn.Module) -> list[nn.Conv2d | nn.Linear]:
+    """The plain ``Conv2d``/``Linear`` layers that hold a unit's weights (two for a low-rank
+    unit)."""
+    inner = unit.conv if isinstance(unit, PaddedConv) else unit
+    if isinstance(inner, LowRankConv2d | LowRankLinear):
+        return [inner.first, inner.second]
+    assert isinstance(inner, nn.Conv2d | nn.Linear)
+    return [inner]
 
 
 @dataclass

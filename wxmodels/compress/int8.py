@@ -39,33 +39,49 @@ _METHODS = {
 }
 
 
+WEIGHT_OPS = ("Conv", "MatMul", "Gemm")
+
+
+def _weight_nodes(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
+    """Nodes that apply a weight (a conv, or a linear layer's MatMul/Gemm whose second input
+    is an initializer), in topological order; attention's products of activations are not."""
+    inits = {i.name for i in graph.initializer}
+    return [
+        n
+        for n in graph.node
+        if n.op_type in WEIGHT_OPS and (n.op_type == "Conv" or n.input[1] in inits)
+    ]
+
+
 def _edge_convs(path: Path, which: list[str]) -> list[str]:
-    """Names of the first and/or last conv nodes of the graph (topological order)."""
-    convs = [n.name for n in onnx.load(str(path)).graph.node if n.op_type == "Conv"]
+    """Names of the first and/or last weight layers of the graph (topological order): the
+    first conv or patch embedding, the last conv or patch recovery."""
+    nodes = [n.name for n in _weight_nodes(onnx.load(str(path)).graph)]
     out = []
-    if convs and "first" in which:
-        out.append(convs[0])
-    if convs and "last" in which:
-        out.append(convs[-1])
+    if nodes and "first" in which:
+        out.append(nodes[0])
+    if nodes and "last" in which:
+        out.append(nodes[-1])
     return out
 
 
 def _module_of(node: onnx.NodeProto) -> str:
     # the exporter names a node after its module: /core/enc.0/conv1/conv/Conv is the module
-    # core.enc.0.conv1.conv
+    # core.enc.0.conv1.conv, /core/blocks.0/attn/qkv/MatMul the module core.blocks.0.attn.qkv
     return node.name.strip("/").rsplit("/", 1)[0].replace("/", ".")
 
 
 def learned_ranges(
     path: Path, ranges: dict[str, tuple[float, float]] | None
 ) -> dict[str, list[dict]]:
-    """``TensorQuantOverrides`` that give each conv input the range a ``qat`` step learned."""
+    """``TensorQuantOverrides`` that give each conv or linear input the range a ``qat`` step
+    learned."""
     if not ranges:
         return {}
-    convs = {_module_of(n): n for n in onnx.load(str(path)).graph.node if n.op_type == "Conv"}
+    convs = {_module_of(n): n for n in _weight_nodes(onnx.load(str(path)).graph)}
     missing = sorted(set(ranges) - set(convs))
     if missing:
-        raise ValueError(f"int8: learned ranges name convs the graph lacks: {missing[:5]}")
+        raise ValueError(f"int8: learned ranges name layers the graph lacks: {missing[:5]}")
     return {
         convs[fqn].input[0]: [{"rmin": np.float32(lo), "rmax": np.float32(hi)}]
         for fqn, (lo, hi) in ranges.items()

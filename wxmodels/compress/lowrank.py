@@ -1,5 +1,6 @@
 """Low-rank factorisation: a k x k conv (cin -> cout) becomes k x k (cin -> r) then 1 x 1
-(r -> cout) from the truncated SVD of its weight matrix ``(cout, cin k k)``, then fine-tuning."""
+(r -> cout) from the truncated SVD of its weight matrix ``(cout, cin k k)``, a linear layer
+(cin -> cout) two linears through r features; then fine-tuning."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ import math
 import torch
 from torch import nn
 
-from wxmodels.compress.common import CompressContext, FilterFn, conv_modules
+from wxmodels.compress.common import CompressContext, FilterFn, weight_layers
 from wxmodels.compress.registry import Method, register_method
 from wxmodels.config.methods import LowRankConfig
 from wxmodels.nets.forecaster import Forecaster
-from wxmodels.nets.layers import LowRankConv2d
+from wxmodels.nets.layers import PaddedConv
+from wxmodels.nets.plugins import low_rank_of
 
 __all__ = ["LowRankConfig", "apply", "choose_rank"]
 
@@ -37,24 +39,28 @@ def apply(
     filter_fn: FilterFn | None = None,
 ) -> Forecaster:
     changed = 0
-    for fqn, unit in list(conv_modules(model, filter_fn)):
-        conv = unit.conv
-        if not isinstance(conv, nn.Conv2d):
-            continue
-        cout, cin, kh, kw = conv.weight.shape
-        mat = conv.weight.detach().reshape(cout, cin * kh * kw).double()
-        u, s, vh = torch.linalg.svd(mat, full_matrices=False)
+    for fqn, unit in list(weight_layers(model, filter_fn)):
+        layer = unit.conv if isinstance(unit, PaddedConv) else unit
+        if not isinstance(layer, nn.Conv2d | nn.Linear):
+            continue  # already factorised
+        w = layer.weight.detach()
+        cout, fan_in = w.shape[0], w[0].numel()
+        u, s, vh = torch.linalg.svd(w.reshape(cout, fan_in).double(), full_matrices=False)
         r = choose_rank(s, config)
-        if r * (cin * kh * kw + cout) >= cout * cin * kh * kw:
+        if r * (fan_in + cout) >= cout * fan_in:
             continue  # factorising would not save parameters
         root = torch.sqrt(s[:r])
-        lr = LowRankConv2d(cin, cout, kh, r, bias=conv.bias is not None)
+        lr = low_rank_of(layer, r)
         with torch.no_grad():
-            lr.first.weight.copy_((root[:, None] * vh[:r]).reshape(r, cin, kh, kw).float())
-            lr.second.weight.copy_((u[:, :r] * root[None]).reshape(cout, r, 1, 1).float())
-            if conv.bias is not None and lr.second.bias is not None:
-                lr.second.bias.copy_(conv.bias)
-        unit.conv = lr
+            lr.first.weight.copy_((root[:, None] * vh[:r]).reshape(lr.first.weight.shape).float())
+            lr.second.weight.copy_((u[:, :r] * root[None]).reshape(lr.second.weight.shape).float())
+            if layer.bias is not None and lr.second.bias is not None:
+                lr.second.bias.copy_(layer.bias)
+        if isinstance(unit, PaddedConv):
+            unit.conv = lr
+        else:
+            parent, _, leaf = fqn.rpartition(".")
+            setattr(model.core.get_submodule(parent) if parent else model.core, leaf, lr)
         model.spec.overrides[fqn] = {**model.spec.overrides.get(fqn, {}), "rank": r}
         changed += 1
     if not changed:

@@ -1,4 +1,5 @@
-"""Unstructured L1 magnitude pruning with a sparsity schedule and fine-tuning.
+"""Unstructured L1 magnitude pruning of the core's conv and linear weights, with a sparsity
+schedule and fine-tuning.
 
 Sparsity alone does not shrink a dense ONNX file nor speed it up; the deployable size is the
 sparse-encoded artifact (see :mod:`wxmodels.export.packing`).
@@ -9,7 +10,7 @@ from __future__ import annotations
 from torch import nn
 from torch.nn.utils import prune as tprune
 
-from wxmodels.compress.common import CompressContext, FilterFn, conv_modules
+from wxmodels.compress.common import CompressContext, FilterFn, leaf_layers, weight_layers
 from wxmodels.compress.registry import Method, register_method
 from wxmodels.config.methods import PruneConfig
 from wxmodels.nets.forecaster import Forecaster
@@ -18,11 +19,11 @@ __all__ = ["PruneConfig", "apply"]
 
 
 def _weights(model: Forecaster, filter_fn: FilterFn | None) -> list[tuple[nn.Module, str]]:
-    out: list[tuple[nn.Module, str]] = []
-    for _, m in conv_modules(model, filter_fn):
-        convs = [m.conv] if isinstance(m.conv, nn.Conv2d) else list(m.conv.children())
-        out.extend((c, "weight") for c in convs)
-    return out
+    return [
+        (layer, "weight")
+        for _, unit in weight_layers(model, filter_fn)
+        for layer in leaf_layers(unit)
+    ]
 
 
 def apply(
@@ -34,7 +35,7 @@ def apply(
 ) -> Forecaster:
     params = _weights(model, filter_fn)
     if not params:
-        raise ValueError("prune: filter_fn selected no conv layer")
+        raise ValueError("prune: filter_fn selected no weight layer")
     done = 0.0
     for s in range(config.steps):
         target = config.amount * (1 - (1 - (s + 1) / config.steps) ** 3)

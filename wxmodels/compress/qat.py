@@ -1,7 +1,7 @@
 """Quantization-aware fine-tuning (fake quant) for the int8 QDQ export.
 
-Every conv the method may touch trains under simulated int8: its weights pass through
-per-output-channel symmetric int8 fake quantization (scale ``max|w| / 127``, the rule
+Every conv and linear layer the method may touch trains under simulated int8: its weights
+pass through per-output-channel symmetric int8 fake quantization (scale ``max|w| / 127``, the rule
 onnxruntime's per-channel QDQ quantizer applies, so the integers learned here are the ones
 exported) and its input through per-tensor asymmetric uint8 fake quantization with ranges
 tracked by an exponential moving average of the batch min/max (the range always holds 0, as
@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from wxmodels.compress.common import CompressContext, FilterFn, conv_modules
+from wxmodels.compress.common import CompressContext, FilterFn, weight_layers
 from wxmodels.compress.registry import Method, register_method
 from wxmodels.config.methods import QatConfig
 from wxmodels.nets.forecaster import Forecaster
@@ -71,17 +71,14 @@ class _InputFQ:
         return (fake_quant_activation(x, self.lo, self.hi), *rest)
 
 
-def _convs(model: Forecaster, filter_fn: FilterFn | None) -> list[tuple[str, nn.Conv2d]]:
-    out: list[tuple[str, nn.Conv2d]] = []
-    for fqn, unit in conv_modules(model, filter_fn):
-        if isinstance(unit.conv, nn.Conv2d):
-            out.append((f"core.{fqn}.conv", unit.conv))
-        else:  # low-rank: both factors are convs of their own in the graph
-            out.extend(
-                (f"core.{fqn}.conv.{n}", c)
-                for n, c in unit.conv.named_children()
-                if isinstance(c, nn.Conv2d)
-            )
+def _layers(model: Forecaster, filter_fn: FilterFn | None) -> list[tuple[str, nn.Module]]:
+    """``(fqn in the forecaster, layer)`` of every plain conv and linear the method may touch
+    (both factors of a low-rank unit: each is a node of its own in the graph)."""
+    out: list[tuple[str, nn.Module]] = []
+    for fqn, unit in weight_layers(model, filter_fn):
+        for name, m in unit.named_modules():
+            if isinstance(m, nn.Conv2d | nn.Linear):
+                out.append((f"core.{fqn}" + (f".{name}" if name else ""), m))
     return out
 
 
@@ -92,9 +89,9 @@ def apply(
     ctx: CompressContext,
     filter_fn: FilterFn | None = None,
 ) -> Forecaster:
-    convs = _convs(model, filter_fn)
+    convs = _layers(model, filter_fn)
     if not convs:
-        raise ValueError("qat: the filter selected no conv to quantize")
+        raise ValueError("qat: the filter selected no layer to quantize")
     hooks, observers = [], {}
     for fqn, conv in convs:
         parametrize.register_parametrization(conv, "weight", _WeightFQ())

@@ -1,8 +1,8 @@
 """Per-layer sensitivity: how much the validation loss rises when one layer alone is damaged.
 
-Each convolution of the core is, in turn, magnitude-pruned by ``amount`` (its smallest
-weights set to zero) with every other layer intact, and the one-step validation loss is
-compared with the intact model's. Layers whose damage costs most are the ones a cell may
+Each weight layer of the core (conv or linear) is, in turn, magnitude-pruned by ``amount``
+(its smallest weights set to zero) with every other layer intact, and the one-step validation
+loss is compared with the intact model's. Layers whose damage costs most are the ones a cell may
 leave alone (``CellConfig.protect``): the methods then get a ``filter_fn`` that skips them.
 """
 
@@ -13,7 +13,7 @@ import copy
 import numpy as np
 import torch
 
-from wxmodels.compress.common import CompressContext, FilterFn, conv_modules
+from wxmodels.compress.common import CompressContext, FilterFn, weight_layers
 from wxmodels.geometry import lat_weights_np
 from wxmodels.nets.forecaster import Forecaster
 from wxmodels.nets.rollout import rollout
@@ -42,14 +42,14 @@ def _val_loss(
 def layer_sensitivity(
     model: Forecaster, ctx: CompressContext, *, amount: float = 0.5, max_inits: int = 256
 ) -> dict[str, float]:
-    """``{fqn: relative rise of the validation loss}`` for each conv of the core, when that
+    """``{fqn: relative rise of the validation loss}`` for each weight layer of the core, when that
     layer alone loses the ``amount`` fraction of its smallest weights."""
     model = copy.deepcopy(model).eval()
     inits = ctx.inits("val", model.history, 1)[:max_inits]
     batches = Batches(ctx.fields, model.history, torch.device("cpu"), ctx.clim_all)
     base = _val_loss(model, ctx, inits, batches)
     out = {}
-    for fqn, unit in conv_modules(model):
+    for fqn, unit in weight_layers(model):
         params = [p for n, p in unit.named_parameters() if n.endswith("weight")]
         saved = [p.detach().clone() for p in params]
         for p in params:

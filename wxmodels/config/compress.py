@@ -13,6 +13,7 @@ from pydantic import Field, field_validator, model_validator
 from wxmodels.config.base import Strict
 from wxmodels.config.methods import (
     ClusterConfig,
+    DepthConfig,
     DistillConfig,
     DynamicConfig,
     Int8Config,
@@ -29,6 +30,7 @@ MethodConfig = Annotated[
     | StructuredConfig
     | LowRankConfig
     | DistillConfig
+    | DepthConfig
     | ClusterConfig
     | QatConfig
     | Int8Config
@@ -83,6 +85,7 @@ class CellConfig(Strict):
             d = step.model_dump()
             total += d.get("epochs", 0) + 2 * d.get("rollout_epochs", 0)
             total += d.get("finetune_epochs", 0) * max(1, d.get("steps", 1))
+            total += d.get("block_epochs", 0)
         return total
 
     @property

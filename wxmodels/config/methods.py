@@ -11,9 +11,11 @@ from typing import ClassVar, Literal
 from pydantic import Field, model_validator
 
 from wxmodels.config.base import Strict
+from wxmodels.config.model import check_arch, check_shape
 
 __all__ = [
     "ClusterConfig",
+    "DepthConfig",
     "DistillConfig",
     "DynamicConfig",
     "Int8Config",
@@ -25,7 +27,7 @@ __all__ = [
 
 
 class PruneConfig(Strict):
-    """Magnitude pruning of conv weights."""
+    """Magnitude pruning of the core's conv and linear weights."""
 
     method: Literal["prune"] = "prune"
     stage: ClassVar[Literal["torch", "onnx"]] = "torch"
@@ -40,19 +42,20 @@ class PruneConfig(Strict):
 
 
 class StructuredConfig(Strict):
-    """Channel pruning inside conv blocks."""
+    """Structured pruning that removes whole parts: inner channels of conv blocks, attention
+    heads and MLP channels of transformer blocks."""
 
     method: Literal["structured"] = "structured"
     stage: ClassVar[Literal["torch", "onnx"]] = "torch"
     amount: float = Field(0.5, gt=0, lt=1)
-    """Fraction of each block's inner channels removed."""
+    """Fraction of each block's inner channels (and of each attention layer's heads) removed."""
     criterion: Literal["l1", "l2"] = "l1"
     """Filter norm used to rank channels."""
     finetune_epochs: int = Field(3, ge=0, le=100_000)
 
 
 class LowRankConfig(Strict):
-    """Truncated-SVD factorisation of conv layers."""
+    """Truncated-SVD factorisation of the core's conv and linear layers."""
 
     method: Literal["lowrank"] = "lowrank"
     stage: ClassVar[Literal["torch", "onnx"]] = "torch"
@@ -75,9 +78,12 @@ class DistillConfig(Strict):
 
     method: Literal["distill"] = "distill"
     stage: ClassVar[Literal["torch", "onnx"]] = "torch"
-    arch: Literal["unet", "resnet"] = "unet"
-    width: int = Field(8, ge=2, le=1024)
-    depth: int = Field(2, ge=0, le=4)
+    arch: str = "unet"
+    """The student's core: any ``net.arch`` (a built-in, an entry point, ``module:factory``)."""
+    width: int = Field(8, ge=2, le=4096)
+    depth: int = Field(2, ge=0, le=64)
+    heads: int = Field(4, ge=1, le=64)
+    """Transformer students: attention heads (patch and window are the teacher's)."""
     activation: Literal["relu", "silu", "gelu"] = "relu"
     history: int | None = Field(None, ge=1, le=6)
     """Past states the student sees (the teacher's when ``None``)."""
@@ -89,9 +95,41 @@ class DistillConfig(Strict):
     lr: float | None = Field(None, gt=0, le=10)
     """Learning rate (the teacher's when ``None``)."""
 
+    @model_validator(mode="after")
+    def _student(self) -> DistillConfig:
+        check_arch(self.arch, "distill.arch")
+        check_shape(self.arch, self.width, self.depth, self.heads)
+        return self
+
+
+class DepthConfig(Strict):
+    """Depth distillation (after FuXi's 48 -> 6 blocks): a student with fewer blocks, each
+    standing for a contiguous group of the teacher's blocks. Each student block starts as one
+    block of its group and is first trained alone to map the teacher's features at its group's
+    input to the teacher's features at its group's output; then the whole student is fine-tuned
+    end to end against the truth and the teacher's forecasts. For cores that are a stack of
+    blocks: the transformer, the ResNet, a plug-in with ``embed``/``step``/``readout``."""
+
+    method: Literal["depth"] = "depth"
+    stage: ClassVar[Literal["torch", "onnx"]] = "torch"
+    depth: int = Field(2, ge=1, le=64)
+    """The student's blocks (fewer than the teacher's)."""
+    init: Literal["first", "last"] = "first"
+    """Which block of its group a student block starts as."""
+    block_epochs: int = Field(3, ge=0, le=100_000)
+    """Epochs of block-wise feature distillation."""
+    epochs: int = Field(5, ge=0, le=100_000)
+    """End-to-end one-step fine-tuning epochs afterwards."""
+    rollout_epochs: int = Field(0, ge=0, le=100_000)
+    rollout_steps: int | None = Field(None, ge=2, le=1000)
+    alpha: float = Field(0.5, ge=0, le=1)
+    """Weight of the truth in the end-to-end target; ``1 - alpha`` goes to the teacher's."""
+    lr: float | None = Field(None, gt=0, le=10)
+    """Learning rate (the teacher's when ``None``)."""
+
 
 class ClusterConfig(Strict):
-    """Per-layer scalar k-means on conv weights."""
+    """Per-layer scalar k-means on the core's conv and linear weights."""
 
     method: Literal["cluster"] = "cluster"
     stage: ClassVar[Literal["torch", "onnx"]] = "torch"
@@ -125,12 +163,14 @@ class Int8Config(Strict):
     per_channel: bool = True
     reduce_range: bool = False
     """7-bit weights: avoids u8s8 saturation on CPUs without VNNI."""
-    op_types: list[str] = Field(["Conv"], min_length=1)
-    """ONNX op types to quantize (the rest stay fp32)."""
+    op_types: list[str] = Field(["Conv", "MatMul", "Gemm"], min_length=1)
+    """ONNX op types to quantize (the rest stay fp32): convs, and the linear layers and
+    attention products of a transformer."""
     fp32_layers: list[Literal["first", "last"]] = ["first", "last"]
-    """Convs left in fp32: the first sees raw normalised inputs of every variable and the last
-    maps features to every variable's tendency; they are the most sensitive layers and hold
-    few weights (the usual practice of keeping them in float)."""
+    """Weight layers left in fp32: the first (conv or patch embedding) sees raw normalised
+    inputs of every variable and the last maps features to every variable's tendency; they
+    are the most sensitive layers and hold few weights (the usual practice of keeping them in
+    float)."""
 
 
 class DynamicConfig(Strict):
@@ -145,4 +185,4 @@ class DynamicConfig(Strict):
     per_channel: bool = False
     reduce_range: bool = False
     fp32_layers: list[Literal["first", "last"]] = ["first", "last"]
-    """Convs left in fp32 (as for static int8)."""
+    """Weight layers left in fp32 (as for static int8)."""

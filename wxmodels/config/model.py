@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from wxmodels.config.base import Strict
 
@@ -12,14 +13,29 @@ __all__ = ["NetConfig", "TrainConfig"]
 
 
 class NetConfig(Strict):
-    """A convolutional forecaster: predicts the next state from ``history`` past states."""
+    """A forecaster: predicts the next state from ``history`` past states."""
 
-    arch: Literal["unet", "resnet"] = "unet"
-    """``unet``: encoder-decoder with skips; ``resnet``: residual blocks at full resolution."""
-    width: int = Field(32, ge=2, le=1024)
-    """Channels at the first level (doubled at each level of a U-Net)."""
-    depth: int = Field(2, ge=0, le=4)
-    """U-Net: number of down-samplings; ResNet: number of residual blocks."""
+    arch: str = "unet"
+    """``unet``: encoder-decoder with skips; ``resnet``: residual blocks at full resolution;
+    ``transformer``: patch embedding, attention blocks, patch recovery; or a plug-in core:
+    a name registered in the entry-point group ``wxcompress.cores``, or ``module:factory``
+    (which imports and runs that module: see :mod:`wxmodels.nets.plugins`)."""
+    width: int = Field(32, ge=2, le=4096)
+    """Channels at the first level (doubled at each level of a U-Net); a transformer's
+    embedding width."""
+    depth: int = Field(2, ge=0, le=64)
+    """U-Net: number of down-samplings (at most 4); ResNet: residual blocks; transformer:
+    attention blocks."""
+    heads: int = Field(4, ge=1, le=64)
+    """Transformer: attention heads (``width`` must be a multiple)."""
+    patch: int = Field(2, ge=1, le=16)
+    """Transformer: patch size in grid cells (a token per ``patch x patch`` cells)."""
+    window: int = Field(0, ge=0, le=64)
+    """Transformer: attention window in tokens (0: full attention)."""
+    mlp_ratio: float = Field(2.0, gt=0, le=16)
+    """Transformer: MLP width relative to ``width``."""
+    options: dict[str, Any] = {}
+    """Keyword arguments for a plug-in core's factory (JSON values)."""
     activation: Literal["relu", "silu", "gelu"] = "relu"
     history: int = Field(2, ge=1, le=6)
     """Past states given as input (1 = the current state only)."""
@@ -54,6 +70,46 @@ class NetConfig(Strict):
     times the cost. Averaging cancels much of what each member overfits."""
     dropout: float = Field(0.0, ge=0, lt=1)
     """Channel dropout inside the conv blocks (regularisation for small data)."""
+
+    @field_validator("arch")
+    @classmethod
+    def _known_arch(cls, v: str) -> str:
+        return check_arch(v, "net.arch")
+
+    @model_validator(mode="after")
+    def _shape(self) -> NetConfig:
+        check_shape(self.arch, self.width, self.depth, self.heads)
+        return self
+
+
+BUILTIN_ARCHS = ("unet", "resnet", "transformer")
+CORES_GROUP = "wxcompress.cores"
+
+
+def check_arch(v: str, where: str) -> str:
+    """A built-in core, a name in the entry-point group ``wxcompress.cores``, or
+    ``module:factory`` (checked without importing it: loading runs the user's code, which
+    happens when the model is built)."""
+    if v in BUILTIN_ARCHS or re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*", v):
+        return v
+    from importlib.metadata import entry_points
+
+    names = {ep.name for ep in entry_points(group=CORES_GROUP)}
+    if v in names:
+        return v
+    raise ValueError(
+        f"{where} {v!r} is neither a built-in core ({', '.join(BUILTIN_ARCHS)}), nor registered "
+        f"in the entry-point group {CORES_GROUP!r}"
+        + (f" ({', '.join(sorted(names))})" if names else "")
+        + ", nor 'module:factory'"
+    )
+
+
+def check_shape(arch: str, width: int, depth: int, heads: int) -> None:
+    if arch == "unet" and depth > 4:
+        raise ValueError(f"a U-Net has at most 4 down-samplings (depth {depth})")
+    if arch == "transformer" and width % heads:
+        raise ValueError(f"transformer width {width} is not a multiple of heads {heads}")
 
 
 class TrainConfig(Strict):

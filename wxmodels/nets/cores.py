@@ -1,16 +1,21 @@
-"""Core networks: ``(B, cin, H, W) -> (B, cout, H, W)`` on a fixed grid."""
+"""Core networks: ``(B, cin, H, W) -> (B, cout, H, W)`` on a fixed grid: the built-in conv
+cores here, the transformer in :mod:`wxmodels.nets.transformer`, a user's own through
+:mod:`wxmodels.nets.plugins`."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from wxmodels.nets.layers import Builder
+from wxmodels.nets.plugins import build_plugin
+from wxmodels.nets.transformer import TransformerCore
 
-__all__ = ["EnsembleCore", "ResNetCore", "UNetCore", "build_core"]
+__all__ = ["EnsembleCore", "ResNetCore", "TransformerCore", "UNetCore", "build_core"]
 
 
 class UNetCore(nn.Module):
@@ -67,11 +72,21 @@ class ResNetCore(nn.Module):
         self.blocks = nn.ModuleList([b.block(f"blocks.{i}", width, width) for i in range(depth)])
         self.head = b.conv("head", width, cout, k=1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.act(self.stem(x))
-        for blk in self.blocks:
-            x = x + blk(x)
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.stem(x))
+
+    def step(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        """Residual block ``i``: features to features of the same shape."""
+        return x + self.blocks[i](x)
+
+    def readout(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.embed(x)
+        for i in range(len(self.blocks)):
+            x = self.step(i, x)
+        return self.readout(x)
 
 
 class EnsembleCore(nn.Module):
@@ -102,25 +117,48 @@ def build_core(
     overrides: Mapping[str, Mapping] | None = None,
     dropout: float = 0.0,
     members: int = 1,
+    heads: int = 4,
+    patch: int = 2,
+    window: int = 0,
+    mlp_ratio: float = 2.0,
+    options: Mapping[str, Any] | None = None,
 ) -> nn.Module:
     """Build a core, applying architecture ``overrides`` (see :class:`Builder`); with
-    ``members > 1`` an :class:`EnsembleCore` (override names start ``members.<k>.``)."""
+    ``members > 1`` an :class:`EnsembleCore` (override names start ``members.<k>.``). An
+    ``arch`` that is not built in is a plug-in (:mod:`wxmodels.nets.plugins`), called with
+    ``options``."""
     b = Builder(padding, activation, overrides, dropout)
 
-    def one() -> nn.Module:
+    def one(k: int) -> nn.Module:
         if arch == "unet":
             return UNetCore(cin, cout, grid, width, depth, b)
         if arch == "resnet":
             return ResNetCore(cin, cout, width, depth, b)
-        raise ValueError(f"unknown arch {arch!r}; known: unet, resnet")
+        if arch == "transformer":
+            return TransformerCore(
+                cin, cout, grid, width, depth, heads, patch, window, mlp_ratio, b
+            )
+        prefix = f"members.{k}." if members > 1 else ""
+        mine = {f[len(prefix) :]: o for f, o in (overrides or {}).items() if f.startswith(prefix)}
+        b.used.update(prefix + f for f in mine)
+        return build_plugin(
+            arch,
+            cin=cin,
+            cout=cout,
+            grid=grid,
+            width=width,
+            depth=depth,
+            options=options or {},
+            overrides=mine,
+        )
 
     if members == 1:
-        core = one()
+        core = one(0)
     else:
         parts = []
         for k in range(members):
             b.prefix = f"members.{k}."
-            parts.append(one())
+            parts.append(one(k))
         core = EnsembleCore(parts)
     b.check_all_used()
     return core

@@ -206,6 +206,11 @@ class Forecaster(nn.Module):
             overrides=spec.overrides,
             dropout=float(spec.net.get("dropout", 0.0)),
             members=self.members,
+            heads=int(spec.net.get("heads", 4)),
+            patch=int(spec.net.get("patch", 2)),
+            window=int(spec.net.get("window", 0)),
+            mlp_ratio=float(spec.net.get("mlp_ratio", 2.0)),
+            options=spec.net.get("options") or {},
         )
         # a pointwise linear path beside the network: the model contains linear regression on
         # its inputs as a special case (initialised at zero, so it starts as the plain network)

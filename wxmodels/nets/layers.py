@@ -1,18 +1,29 @@
-"""Building blocks shared by the cores: domain-aware padding, conv blocks, low-rank convs.
+"""Building blocks shared by the cores: domain-aware padding, conv blocks, low-rank convs and
+linears.
 
-Every conv is created by a :class:`Builder` that consults *overrides* (``{fqn: {...}}``), so that a
-compressed network (fewer channels, factorised convs) can be rebuilt from its JSON spec alone.
+Every conv and linear is created by a :class:`Builder` that consults *overrides*
+(``{fqn: {...}}``), so that a compressed network (fewer channels or heads, factorised layers) can
+be rebuilt from its JSON spec alone.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["ACTIVATIONS", "Builder", "ConvBlock", "DomainPad", "LowRankConv2d", "PaddedConv"]
+__all__ = [
+    "ACTIVATIONS",
+    "Builder",
+    "ConvBlock",
+    "DomainPad",
+    "LowRankConv2d",
+    "LowRankLinear",
+    "PaddedConv",
+]
 
 ACTIVATIONS: Mapping[str, type[nn.Module]] = {"relu": nn.ReLU, "silu": nn.SiLU, "gelu": nn.GELU}
 
@@ -46,10 +57,40 @@ class LowRankConv2d(nn.Module):
     """A k x k conv factorised through ``rank`` channels: k x k (cin -> rank), then 1 x 1
     (rank -> cout). Same input and output shapes as the conv it replaces."""
 
-    def __init__(self, cin: int, cout: int, k: int, rank: int, bias: bool = True):
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        k: int | tuple[int, int],
+        rank: int,
+        bias: bool = True,
+        **conv: Any,
+    ):
         super().__init__()
-        self.first = nn.Conv2d(cin, rank, k, bias=False)
+        # stride, padding, dilation of a plug-in core's conv stay on the k x k factor
+        self.first = nn.Conv2d(cin, rank, k, bias=False, **conv)
         self.second = nn.Conv2d(rank, cout, 1, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.second(self.first(x))
+
+
+class LowRankLinear(nn.Module):
+    """A linear map factorised through ``rank`` features: ``second(first(x))``, ``first``
+    without bias. Same input and output shapes as the linear it replaces."""
+
+    def __init__(self, cin: int, cout: int, rank: int, bias: bool = True):
+        super().__init__()
+        self.first = nn.Linear(cin, rank, bias=False)
+        self.second = nn.Linear(rank, cout, bias=bias)
+
+    @property
+    def in_features(self) -> int:
+        return self.first.in_features
+
+    @property
+    def out_features(self) -> int:
+        return self.second.out_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.second(self.first(x))
@@ -75,7 +116,8 @@ class Builder:
 
     Overrides (all optional), keyed by the module's fqn inside the core:
     ``{"rank": r}`` on a conv: build a :class:`LowRankConv2d`;
-    ``{"mid": c}`` on a :class:`ConvBlock`: its inner channel count (structured pruning).
+    ``{"mid": c}`` on a :class:`ConvBlock` or a transformer MLP: its inner width (structured
+    pruning); ``{"heads": n}`` on an attention layer: the heads it keeps.
     """
 
     def __init__(
@@ -102,6 +144,11 @@ class Builder:
         rank = self.get(fqn).get("rank")
         conv = LowRankConv2d(cin, cout, k, int(rank)) if rank else nn.Conv2d(cin, cout, k)
         return PaddedConv(DomainPad(k // 2, self.padding), conv)
+
+    def linear(self, fqn: str, cin: int, cout: int, bias: bool = True) -> nn.Module:
+        """``nn.Linear``, or a :class:`LowRankLinear` where an override gives a ``rank``."""
+        rank = self.get(fqn).get("rank")
+        return LowRankLinear(cin, cout, int(rank), bias) if rank else nn.Linear(cin, cout, bias)
 
     def act(self) -> nn.Module:
         return ACTIVATIONS[self.activation]()

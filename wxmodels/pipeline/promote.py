@@ -13,6 +13,7 @@ import onnx
 from wxmodels.compress.registry import get_method
 from wxmodels.config.cycle import CycleConfig
 from wxmodels.export.io import ModelIO
+from wxmodels.nets.plugins import core_source
 from wxmodels.pipeline.records import (
     Candidate,
     CellRecord,
@@ -114,6 +115,7 @@ def _publish(
             "opset": sig["opset"],
         },
         "signature": sig,
+        "architecture": architecture(spec["_data"]["net"]),
         # runtimes that reproduce the scored forecasts: an ONNX-side step (int8) leaves torch
         # weights that are the model before it
         "runtimes": ["onnx"]
@@ -165,6 +167,19 @@ def _publish(
             files[Path(p).name] = Path(p)
         # the version is the model's identity: a re-run that re-measures the card reuses it
         return reg.publish(cfg.name, files, manifest, identity=identity)
+
+
+def architecture(net: dict[str, Any]) -> dict[str, Any]:
+    """The family and shape of a model's core, and for a plug-in core where it comes from
+    (entry point or ``module:factory``, its distribution and version)."""
+    keys = ["width", "depth", "history", "members"]
+    if net.get("arch") == "transformer":
+        keys += ["heads", "patch", "window", "mlp_ratio"]
+    out = core_source(net.get("arch", "unet")).to_json()
+    out.update({k: net[k] for k in keys if k in net})
+    if net.get("options"):
+        out["options"] = net["options"]
+    return out
 
 
 def promote(

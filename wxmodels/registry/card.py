@@ -46,6 +46,27 @@ def _variables(sig: dict[str, Any]) -> list[str]:
     return [f"{v['name']} [{v['units']}]" for v in listed]
 
 
+def _architecture(arch: dict[str, Any] | None) -> str:
+    """``transformer (transformer family): depth 4, width 32, heads 4, ...``; a plug-in core
+    names its entry point or ``module:factory``, distribution and version."""
+    if not arch:
+        return "-"
+    shape = ", ".join(
+        f"{k} {arch[k]}"
+        for k in ("depth", "width", "heads", "patch", "window", "mlp_ratio", "history")
+        if k in arch
+    )
+    where = ""
+    if arch.get("family") == "plugin":
+        dist = arch.get("distribution")
+        where = f"; plug-in `{arch.get('plugin')}`" + (
+            f" from {dist} {arch.get('version') or ''}".rstrip() if dist else ""
+        )
+        if not dist and arch.get("version"):
+            where += f" version {arch['version']}"
+    return f"`{arch.get('arch')}` ({arch.get('family')} family): {shape}{where}"
+
+
 def model_card(manifest: dict[str, Any], scorecard: dict[str, Any], model_key: str) -> str:
     """Render the card of one registry version.
 
@@ -68,6 +89,7 @@ def model_card(manifest: dict[str, Any], scorecard: dict[str, Any], model_key: s
         "",
         "## Summary",
         f"- recipe: `{manifest.get('recipe_label', 'teacher')}`",
+        f"- architecture: {_architecture(manifest.get('architecture'))}",
         f"- parameters: {metrics.get('params', '-')}",
         f"- deployable size: {deployable_bytes(metrics) or '-'} bytes",
         f"- onnxruntime latency (1 thread, ms): batch 1 {_fmt(metrics.get('latency_ms_batch1'))}"
