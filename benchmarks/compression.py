@@ -29,11 +29,13 @@ from benchmarks.common import REPO, data_dir, machine, write_report
 BASELINES = ("persistence", "climatology", "linear", "cell_linear", "ridge")
 
 
-def run(config: str, seeds: int, overrides: list[str]) -> dict:
+def run(config: str, seeds: int, overrides: list[str], workdir: str | None = None) -> dict:
+    """One ``wxc run`` per seed on a shared store (in ``workdir``, kept, when given)."""
     if data_dir() is None and "wfde5" in config:
         raise SystemExit("real data not found: set WXC_DATA_DIR to the shared data folder")
     runs = []
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = workdir or scratch
         for s in range(seeds):
             rep = Path(tmp) / f"seed{s}.json"
             cmd = [

@@ -18,6 +18,15 @@ def train_teacher_task(config: CycleConfig, warm_start: str | None = None) -> Te
     use_credentials(config.promote.credentials_block)  # a warm start pulls from the registry
     rec = train_teacher(config, warm_start=warm_start)
     fit = rec.fit
+    if rec.foreign is not None:
+        get_run_logger().info(
+            "teacher %s: the foreign ONNX file %s (sha256 %s), %d params",
+            rec.id,
+            rec.foreign["source"],
+            rec.foreign["sha256"][:12],
+            rec.params,
+        )
+        return rec
     get_run_logger().info(
         "teacher %s: %d params, best validation loss %.4f at epoch %d of %d, %.0f s",
         rec.id,

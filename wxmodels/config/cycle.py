@@ -16,6 +16,7 @@ from wxmodels.config.data import DataConfig, expand
 from wxmodels.config.evaluate import EvaluateConfig, GateConfig
 from wxmodels.config.model import NetConfig, TrainConfig
 from wxmodels.config.runtime import PromoteConfig, RuntimeConfig
+from wxmodels.config.teacher import ForeignTeacherConfig
 from wxmodels.errors import ConfigError
 
 M = TypeVar("M", bound=Strict)
@@ -37,6 +38,10 @@ class CycleConfig(Strict):
     net: NetConfig = NetConfig()
     """The teacher's architecture."""
     train: TrainConfig = TrainConfig()
+    teacher: ForeignTeacherConfig | None = None
+    """A foreign ONNX forecaster as the teacher (instead of training ``net``): see
+    :class:`~wxmodels.config.teacher.ForeignTeacherConfig`. ``net`` then describes the
+    students' defaults."""
     compress: CompressConfig
     evaluate: EvaluateConfig = EvaluateConfig()
     gates: GateConfig = GateConfig()

@@ -26,6 +26,7 @@ import xarray as xr
 
 from wxmodels.config.cycle import CycleConfig
 from wxmodels.errors import RegistryError
+from wxmodels.pipeline.context import spec_of
 from wxmodels.pipeline.records import Incumbent, TeacherRecord, Verdict
 from wxmodels.registry.core import MANIFEST, Registry
 from wxmodels.skill.significance import Comparison, compare
@@ -80,7 +81,7 @@ def incumbent(cfg: CycleConfig) -> Incumbent | None:
         raise RegistryError(
             f"{cfg.name}@{ALIAS} points at {version}, which is a {man.get('kind')!r}, not a teacher"
         )
-    spec = json.loads((dest / "model.json").read_text())["_data"]
+    spec = spec_of(dest)
     return Incumbent(
         version=version,
         dir=str(dest),
@@ -193,7 +194,7 @@ def challenge(cfg: CycleConfig, teacher: TeacherRecord) -> Incumbent | None:
     inc = incumbent(cfg)
     if inc is None or inc.teacher_id == teacher.id:
         return None
-    spec = json.loads((Path(teacher.dir) / "torch" / "model.json").read_text())["_data"]
+    spec = spec_of(teacher.dir)
     grid = (len(spec["lat"]), len(spec["lon"]))
     return inc.model_copy(
         update={"comparable": inc.variables == spec["variables"] and tuple(inc.grid) == grid}

@@ -67,7 +67,13 @@ def clim_all(fields: Fields, clim: Climatology | None) -> np.ndarray | None:
 
 
 def load_teacher(teacher_dir: str | Path) -> tuple[Forecaster, TeacherRecord]:
+    """The teacher as torch sees it: its weights, or for a foreign ONNX teacher a module that
+    runs the file (:class:`~wxmodels.pipeline.foreign.ForeignTeacher`)."""
     rec = TeacherRecord.load(Path(teacher_dir) / "teacher.json")
+    if rec.foreign is not None:
+        from wxmodels.pipeline.foreign import ForeignTeacher
+
+        return ForeignTeacher(teacher_dir), rec  # type: ignore[return-value]
     return load_forecaster(Path(teacher_dir) / "torch"), rec
 
 

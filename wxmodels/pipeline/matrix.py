@@ -16,7 +16,7 @@ from wxmodels.compress import CellConfig, get_method
 from wxmodels.compress.common import CompressContext
 from wxmodels.compress.sensitivity import layer_sensitivity, protect_filter
 from wxmodels.config.cycle import CycleConfig
-from wxmodels.export.io import ModelIO, stamp_io
+from wxmodels.export.io import ModelIO, read_io, stamp_io
 from wxmodels.export.onnx import export_onnx, onnx_parity
 from wxmodels.export.packing import pack_onnx
 from wxmodels.nets.forecaster import Forecaster, save_forecaster
@@ -27,6 +27,7 @@ from wxmodels.pipeline.context import (
     load_teacher,
     model_climatology,
     set_threads,
+    spec_of,
 )
 from wxmodels.pipeline.records import CellRecord, TeacherRecord
 from wxmodels.utils import code_version, derive_seed, read_json, stable_hash, write_json_atomic
@@ -98,10 +99,15 @@ def build_cell(cfg: CycleConfig, cell: CellConfig, teacher_dir: str) -> CellReco
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    foreign = trec.foreign is not None
+    torch_steps = [s for s in cell.steps if get_method(s).stage == "torch"]
+    if foreign:
+        _check_foreign_cell(cell, torch_steps)
     run = load_run_data(cfg)
     seed = derive_seed(cfg.train.seed, "cell", cid)
     torch.manual_seed(seed)
-    clim = model_climatology(teacher_dir)
+    # a foreign teacher's climatology is its students' (the file itself takes none)
+    clim = model_climatology(teacher_dir) if torch_steps or not foreign else None
     ctx = CompressContext(
         teacher=teacher,
         fields=run.fields,
@@ -114,6 +120,14 @@ def build_cell(cfg: CycleConfig, cell: CellConfig, teacher_dir: str) -> CellReco
     )
     if clim is not None:  # candidates take the teacher's input climatology
         shutil.copyfile(Path(teacher_dir) / "climatology.nc", tmp / "climatology.nc")
+    if foreign and not torch_steps:  # an ONNX-side method on the foreign file itself
+        record = _foreign_onnx_cell(cfg, cell, cid, trec, teacher_dir, ctx, run, tmp, out, t0)
+        record.write(tmp / "cell.json")
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+        log.info("cell %s: %d bytes (%.0f s)", name, record.pack_bytes, record.wall_s)
+        return record
     model = copy.deepcopy(teacher)
     filter_fn, protected = None, list[str]()
     if cell.protect:
@@ -183,6 +197,77 @@ def build_cell(cfg: CycleConfig, cell: CellConfig, teacher_dir: str) -> CellReco
         record.wall_s,
     )
     return record
+
+
+def _check_foreign_cell(cell: CellConfig, torch_steps: list) -> None:
+    """A foreign teacher has no torch weights: a cell either applies an ONNX-side method to
+    the file or starts by distilling a torch student from it."""
+    if torch_steps and torch_steps[0].method != "distill":
+        raise ValueError(
+            f"cell {cell.name}: the teacher is a foreign ONNX file without torch weights: "
+            f"{torch_steps[0].method} needs them; start the cell with distill, or use an ONNX "
+            "step (int8, dynamic) alone"
+        )
+    if cell.protect:
+        raise ValueError(f"cell {cell.name}: protect needs the teacher's torch layers")
+    if not cell.steps:
+        raise ValueError(f"cell {cell.name}: no step")
+
+
+def _foreign_onnx_cell(
+    cfg: CycleConfig,
+    cell: CellConfig,
+    cid: str,
+    trec: TeacherRecord,
+    teacher_dir: str,
+    ctx: CompressContext,
+    run,
+    tmp: Path,
+    out: Path,
+    t0: float,
+) -> CellRecord:
+    """int8 / dynamic applied to a foreign teacher's file directly."""
+    from wxmodels.export.onnx import OrtForecaster
+
+    (step,) = cell.steps
+    src = Path(teacher_dir) / "model.onnx"
+    history = OrtForecaster(src).history
+    final = get_method(step).apply(src, tmp / "model.onnx", step, ctx=ctx, history=history)
+    stamp_io(final, read_io(teacher_dir))
+    shutil.copyfile(Path(teacher_dir) / "model.json", tmp / "model.json")  # the same I/O
+    f = run.fields
+    idx = run.split.inits(f, "val", history=history, lead_steps=1)[:4]
+    state = np.stack([f.data[i - history + 1 : i + 1] for i in idx]).astype(np.float32)
+    tm = f.hours[idx].astype(np.float32)
+    std = np.asarray(spec_of(teacher_dir)["std"], np.float32).reshape(1, -1, 1, 1)
+    diff = np.abs(OrtForecaster(final)(state, tm) - OrtForecaster(src)(state, tm)) / std
+    packed = pack_onnx(final, tmp / "model.wxpack")
+    return CellRecord(
+        name=cell.name,
+        id=cid,
+        label=cell.label,
+        method=step.method,
+        steps=[s.model_dump() for s in cell.steps],
+        teacher=trec.id,
+        store_version=trec.store_version,
+        dir=str(out),
+        onnx=str(out / "model.onnx"),
+        pack_bytes=packed["bytes"],
+        onnx_bytes=final.stat().st_size,
+        packing=packed["encodings"],
+        climatology_bytes=0,
+        params=trec.params,
+        sparsity=0.0,
+        protected=[],
+        macs=None,
+        history=history,
+        parity=0.0,
+        quantization_error=float(np.nanmax(diff)),
+        parity_gated=True,
+        seed=ctx.seed,
+        code_version=code_version(),
+        wall_s=time.perf_counter() - t0,
+    )
 
 
 def describe_failure(exc: BaseException) -> str:

@@ -102,7 +102,9 @@ def _publish(
     label: str,
     run: str,
 ) -> str:
-    spec = json.loads((src_dir / "torch" / "model.json").read_text())
+    torch_dir = src_dir / "torch"
+    spec_path = torch_dir / "model.json" if torch_dir.exists() else src_dir / "model.json"
+    spec = json.loads(spec_path.read_text())
     sig = _signature(onnx_path, spec)
     manifest = {
         "name": cfg.name,
@@ -115,11 +117,16 @@ def _publish(
             "opset": sig["opset"],
         },
         "signature": sig,
-        "architecture": architecture(spec["_data"]["net"]),
+        "architecture": architecture(spec["_data"]["net"], teacher.foreign),
         # runtimes that reproduce the scored forecasts: an ONNX-side step (int8) leaves torch
         # weights that are the model before it
         "runtimes": ["onnx"]
-        + ([] if any(get_method(s["method"]).stage == "onnx" for s in recipe) else ["torch"]),
+        + (
+            []
+            if not torch_dir.exists()
+            or any(get_method(s["method"]).stage == "onnx" for s in recipe)
+            else ["torch"]
+        ),
         "recipe": recipe,
         "recipe_label": label,
         "cell": key,
@@ -139,6 +146,8 @@ def _publish(
             "teacher": teacher.id,
             "teacher_parent": teacher.parent,
             "teacher_parent_version": teacher.parent_version,
+            # a foreign ONNX teacher: its file's digest and the contract it was registered with
+            "teacher_onnx": teacher.foreign,
             "code_version": code_version(),
             "git_commit": git_commit(),
             "packages": package_versions(),
@@ -152,12 +161,14 @@ def _publish(
         sc.write_text(json.dumps(manifest["scorecard"], indent=1))
         files: dict[str, str | Path] = {
             "model.onnx": onnx_path,
-            "model.safetensors": src_dir / "torch" / "model.safetensors",
-            "model.json": src_dir / "torch" / "model.json",
+            "model.json": spec_path,
             "card.md": card,
             "scorecard.json": sc,
         }
-        identity = ["model.onnx", "model.safetensors", "model.json"]
+        identity = ["model.onnx", "model.json"]
+        if (torch_dir / "model.safetensors").exists():  # a foreign teacher has no torch weights
+            files["model.safetensors"] = torch_dir / "model.safetensors"
+            identity.append("model.safetensors")
         if (src_dir / "model.wxpack").exists():  # the compact form of model.onnx
             files["model.wxpack"] = src_dir / "model.wxpack"
         if (src_dir / "climatology.nc").exists():  # the model's input climatology
@@ -169,9 +180,19 @@ def _publish(
         return reg.publish(cfg.name, files, manifest, identity=identity)
 
 
-def architecture(net: dict[str, Any]) -> dict[str, Any]:
+def architecture(net: dict[str, Any], foreign: dict[str, Any] | None = None) -> dict[str, Any]:
     """The family and shape of a model's core, and for a plug-in core where it comes from
-    (entry point or ``module:factory``, its distribution and version)."""
+    (entry point or ``module:factory``, its distribution and version); a foreign ONNX file
+    (``net.arch = "onnx"``) is named by its source and digest."""
+    if net.get("arch") == "onnx":
+        src = foreign or {}
+        return {
+            "arch": "onnx",
+            "family": "foreign",
+            "source": src.get("source"),
+            "sha256": src.get("sha256"),
+            "history": net.get("history"),
+        }
     keys = ["width", "depth", "history", "members"]
     if net.get("arch") == "transformer":
         keys += ["heads", "patch", "window", "mlp_ratio"]

@@ -69,6 +69,9 @@ class TeacherRecord(Record):
     climatology_bytes: int = 0
     code_version: str
     wall_s: float
+    foreign: dict[str, Any] | None = None
+    """A foreign ONNX teacher (``teacher.onnx``): its ``source``, ``sha256``, ``bytes`` and
+    declared ``contract``; ``None`` for a trained one."""
 
     @property
     def onnx(self) -> str:
@@ -76,7 +79,7 @@ class TeacherRecord(Record):
 
     @property
     def best_val(self) -> float:
-        return float(self.fit["best_val"])
+        return float(self.fit.get("best_val", float("nan")))
 
 
 # -- compress ---------------------------------------------------------------------------

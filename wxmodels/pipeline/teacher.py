@@ -173,8 +173,13 @@ def train_teacher(
         reuse: return an existing teacher with the same identity instead of training again.
 
     Returns:
-        the teacher record (also written to ``<dir>/teacher.json``).
+        the teacher record (also written to ``<dir>/teacher.json``). With ``teacher.onnx``
+        in the config the foreign file is registered instead (nothing is trained).
     """
+    if cfg.teacher is not None:
+        from wxmodels.pipeline.foreign import register_foreign_teacher
+
+        return register_foreign_teacher(cfg)
     set_threads(cfg.train.threads)
     t0 = time.perf_counter()
     run = load_run_data(cfg)

@@ -57,6 +57,12 @@ def _architecture(arch: dict[str, Any] | None) -> str:
         if k in arch
     )
     where = ""
+    if arch.get("family") == "foreign":
+        return (
+            f"a foreign ONNX file ({arch.get('source')}, sha256 "
+            f"{str(arch.get('sha256'))[:16]}...), registered with its declared contract, "
+            "not trained here"
+        )
     if arch.get("family") == "plugin":
         dist = arch.get("distribution")
         where = f"; plug-in `{arch.get('plugin')}`" + (
