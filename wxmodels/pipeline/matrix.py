@@ -8,6 +8,7 @@ import shutil
 import time
 import traceback
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -121,11 +122,8 @@ def build_cell(cfg: CycleConfig, cell: CellConfig, teacher_dir: str) -> CellReco
     if clim is not None:  # candidates take the teacher's input climatology
         shutil.copyfile(Path(teacher_dir) / "climatology.nc", tmp / "climatology.nc")
     if foreign and not torch_steps:  # an ONNX-side method on the foreign file itself
-        record = _foreign_onnx_cell(cfg, cell, cid, trec, teacher_dir, ctx, run, tmp, out, t0)
-        record.write(tmp / "cell.json")
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
+        record = _foreign_onnx_cell(cell, cid, trec, teacher_dir, ctx, run, tmp, out, t0)
+        _land(record, tmp, out)
         log.info("cell %s: %d bytes (%.0f s)", name, record.pack_bytes, record.wall_s)
         return record
     model = copy.deepcopy(teacher)
@@ -157,20 +155,7 @@ def build_cell(cfg: CycleConfig, cell: CellConfig, teacher_dir: str) -> CellReco
         parity = parity_fp32
     packed = pack_onnx(final, tmp / "model.wxpack")
     record = CellRecord(
-        name=name,
-        id=cid,
-        label=cell.label,
-        method=cell.steps[0].method if len(cell.steps) == 1 else cell.label,
-        steps=[s.model_dump() for s in cell.steps],
-        teacher=trec.id,
-        store_version=trec.store_version,
-        dir=str(out),
-        onnx=str(out / "model.onnx"),
-        # deployable size: the pack (sparse / codebook weights, entropy-coded), which
-        # unpacks to exactly this ONNX file
-        pack_bytes=packed["bytes"],
-        onnx_bytes=final.stat().st_size,
-        packing=packed["encodings"],
+        **_artifact(cell, cid, trec, out, final, packed),
         climatology_bytes=(tmp / "climatology.nc").stat().st_size if clim is not None else 0,
         params=model.n_params(),
         sparsity=_sparsity(model),
@@ -184,10 +169,7 @@ def build_cell(cfg: CycleConfig, cell: CellConfig, teacher_dir: str) -> CellReco
         code_version=code_version(),
         wall_s=time.perf_counter() - t0,
     )
-    record.write(tmp / "cell.json")
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
+    _land(record, tmp, out)
     log.info(
         "cell %s: %d params, %d bytes, parity %.2g (%.0f s)",
         name,
@@ -197,6 +179,36 @@ def build_cell(cfg: CycleConfig, cell: CellConfig, teacher_dir: str) -> CellReco
         record.wall_s,
     )
     return record
+
+
+def _artifact(
+    cell: CellConfig, cid: str, trec: TeacherRecord, out: Path, final: Path, packed: dict
+) -> dict[str, Any]:
+    """The fields of a cell's record that say what it is and where its files are."""
+    return {
+        "name": cell.name,
+        "id": cid,
+        "label": cell.label,
+        "method": cell.steps[0].method if len(cell.steps) == 1 else cell.label,
+        "steps": [s.model_dump() for s in cell.steps],
+        "teacher": trec.id,
+        "store_version": trec.store_version,
+        "dir": str(out),
+        "onnx": str(out / "model.onnx"),
+        # deployable size: the pack (sparse / codebook weights, entropy-coded), which unpacks
+        # to exactly this ONNX file
+        "pack_bytes": packed["bytes"],
+        "onnx_bytes": final.stat().st_size,
+        "packing": packed["encodings"],
+    }
+
+
+def _land(record: CellRecord, tmp: Path, out: Path) -> None:
+    """Write the record and move the finished cell into place."""
+    record.write(tmp / "cell.json")
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
 
 
 def _check_foreign_cell(cell: CellConfig, torch_steps: list) -> None:
@@ -215,7 +227,6 @@ def _check_foreign_cell(cell: CellConfig, torch_steps: list) -> None:
 
 
 def _foreign_onnx_cell(
-    cfg: CycleConfig,
     cell: CellConfig,
     cid: str,
     trec: TeacherRecord,
@@ -243,18 +254,7 @@ def _foreign_onnx_cell(
     diff = np.abs(OrtForecaster(final)(state, tm) - OrtForecaster(src)(state, tm)) / std
     packed = pack_onnx(final, tmp / "model.wxpack")
     return CellRecord(
-        name=cell.name,
-        id=cid,
-        label=cell.label,
-        method=step.method,
-        steps=[s.model_dump() for s in cell.steps],
-        teacher=trec.id,
-        store_version=trec.store_version,
-        dir=str(out),
-        onnx=str(out / "model.onnx"),
-        pack_bytes=packed["bytes"],
-        onnx_bytes=final.stat().st_size,
-        packing=packed["encodings"],
+        **_artifact(cell, cid, trec, out, final, packed),
         climatology_bytes=0,
         params=trec.params,
         sparsity=0.0,
