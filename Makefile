@@ -9,6 +9,10 @@ FIND_LINKS ?= $(or $(PIP_FIND_LINKS),$(shell pip config get global.find-links 2>
 UV_FLAGS := $(if $(FIND_LINKS),--find-links $(FIND_LINKS),)
 CONFIG ?= configs/demo.yaml
 PYTEST_ARGS ?=
+# Every Python process caches its compiled imports: where the environment sets
+# PYTHONDONTWRITEBYTECODE, each one (test runs, Dask workers, flow runs, `wxc` calls)
+# recompiles torch, xarray, prefect... from source, ~5 s a process.
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: demo test up down clean lint venv lock system-deps
 

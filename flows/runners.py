@@ -1,18 +1,22 @@
-"""Task runners: a Dask cluster by address, or a LocalCluster started for the run."""
+"""Task runners: a Dask cluster by address, or a LocalCluster started for the run; either way
+its workers are warmed (the pipeline's modules imported) before the first task arrives."""
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import os
+import time
 from collections.abc import Iterator
 
 import dask
+from distributed import WorkerPlugin
 from prefect_dask import DaskTaskRunner
 
 from wxmodels.config.runtime import RuntimeConfig
 
-__all__ = ["dask_runner", "local_cluster"]
+__all__ = ["WarmWorker", "dask_runner", "local_cluster", "warm"]
 
 log = logging.getLogger(__name__)
 
@@ -44,21 +48,60 @@ def _local_kwargs(rt: RuntimeConfig) -> dict:
     }
 
 
+WARM_MODULES = ("tasks.compress", "tasks.evaluate", "prefect.task_engine")
+"""What a worker imports when it joins: the tasks' modules (torch, onnx, onnxruntime and its
+quantization tools, xarray, zarr and the project with them) and Prefect's task engine."""
+
+
+class WarmWorker(WorkerPlugin):
+    """Imports :data:`WARM_MODULES` in each worker as it joins (and in those already there when
+    the plugin is registered), so that a worker's first task costs what its others do instead
+    of paying ~10 s of imports while the other workers wait on its result."""
+
+    name = "wxc-warm"
+
+    def __init__(self, modules: tuple[str, ...] = WARM_MODULES) -> None:
+        self.modules = modules
+
+    def setup(self, worker) -> None:
+        t = time.perf_counter()
+        for m in self.modules:
+            importlib.import_module(m)
+        logging.getLogger("wxmodels.warm").info(
+            "worker %s warm in %.1f s", worker.address, time.perf_counter() - t
+        )
+
+
+def warm(address: str) -> None:
+    """Register :class:`WarmWorker` on the cluster at ``address``; returns when every worker
+    now in it has run it (workers joining later run it as they join). Idempotent: on warm
+    workers it costs a round trip."""
+    from distributed import Client
+
+    with Client(address, timeout="60s") as client:
+        client.register_plugin(WarmWorker())
+
+
 @contextlib.contextmanager
 def local_cluster(rt: RuntimeConfig) -> Iterator[str | None]:
-    """Yield the scheduler address the run's subflows share: ``rt.dask_address`` when set,
-    else that of a LocalCluster that lives for the ``with`` block."""
+    """Yield the scheduler address the run's subflows share, its workers warmed:
+    ``rt.dask_address`` when set, else that of a LocalCluster that lives for the ``with``
+    block."""
     address = rt.dask_address or os.environ.get("WXC_DASK_ADDRESS")
     if address:
+        warm(address)
         yield address
         return
     from distributed import LocalCluster
 
     with LocalCluster(**_local_kwargs(rt)) as cluster:
+        t = time.perf_counter()
+        warm(cluster.scheduler_address)
         log.info(
-            "Dask LocalCluster %s (%d workers), dashboard %s",
+            "Dask LocalCluster %s (%d workers, warm in %.0f s), dashboard %s",
             cluster.scheduler_address,
             rt.n_workers,
+            time.perf_counter() - t,
             cluster.dashboard_link,
         )
         yield cluster.scheduler_address

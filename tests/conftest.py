@@ -84,6 +84,28 @@ def prefect_server():
         os.environ["PREFECT_API_URL"] = old
 
 
+@pytest.fixture(scope="session")
+def dask_cluster(prefect_server):
+    """A real Dask cluster (a LocalCluster of 2 worker processes) for the session, its workers
+    warmed once (``flows.runners.warm``) and exported as ``WXC_DASK_ADDRESS``, which the flows
+    join by address, as they would a site's cluster, in this process and in the ``wxc``
+    commands the tests start. Started after the Prefect server, whose URL the workers inherit."""
+    from distributed import LocalCluster
+
+    from flows.runners import _local_kwargs, warm
+    from wxmodels.config.runtime import RuntimeConfig
+
+    old = os.environ.get("WXC_DASK_ADDRESS")
+    with LocalCluster(**_local_kwargs(RuntimeConfig(n_workers=2))) as cluster:
+        warm(cluster.scheduler_address)
+        os.environ["WXC_DASK_ADDRESS"] = cluster.scheduler_address
+        yield cluster.scheduler_address
+    if old is None:
+        os.environ.pop("WXC_DASK_ADDRESS", None)
+    else:
+        os.environ["WXC_DASK_ADDRESS"] = old
+
+
 class S3Server:
     """A running S3-compatible server and a way to get a fresh bucket on it."""
 

@@ -15,10 +15,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from wxmodels.data.store import Store
 from wxmodels.errors import DataError, PathError
 from wxmodels.export.io import read_io
-from wxmodels.export.onnx import OrtForecaster
+from wxmodels.export.runtime import OrtForecaster
 from wxmodels.paths import swap_in
 from wxmodels.schema import LAT, LON, TIME, get_variable
 
@@ -53,6 +52,8 @@ def _open(source: str, storage_options: dict | None) -> xr.Dataset:
     try:
         if source.endswith((".nc", ".nc4", ".cdf")):
             return xr.open_dataset(source)
+        from wxmodels.data.store import Store
+
         try:
             return Store(source, storage_options).open()
         except DataError:

@@ -1,5 +1,5 @@
-"""The whole cycle as Prefect flows (temporary server, real LocalCluster), then deployers' use:
-registry list/show/pull and predict through the CLI."""
+"""The whole cycle as Prefect flows (temporary server, the session's Dask cluster), then
+deployers' use: registry list/show/pull and predict through the CLI."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def cycle_run(prefect_server, tmp_path_factory):
+def cycle_run(prefect_server, dask_cluster, tmp_path_factory):
     from flows.cycle import cycle_flow
 
     tmp = tmp_path_factory.mktemp("cycle")

@@ -103,6 +103,7 @@ def test_stack_deployments_and_the_new_teacher_trigger_on_a_dask_cluster(tmp_pat
         "WXC_PREFECT_PORT": str(port),
     }
     env.pop("PREFECT_API_URL", None)
+    env.pop("WXC_DASK_ADDRESS", None)  # the stack's own cluster; `wxc run` its LocalCluster
     url = f"http://127.0.0.1:{port}/api"
     from infra.s3 import swift_available
 

@@ -90,7 +90,7 @@ def _config(tmp: Path, onnx_path: Path, sha: str | None, **contract) -> dict:
 
 
 @pytest.fixture(scope="module")
-def foreign_run(prefect_server, tmp_path_factory):
+def foreign_run(prefect_server, dask_cluster, tmp_path_factory):
     from flows.cycle import cycle_flow
 
     tmp = tmp_path_factory.mktemp("foreign")

@@ -1,6 +1,6 @@
-"""A fast replay through the real flows (Prefect server, LocalCluster, registry): a few
-synthetic days ticked daily, preliminary data revised by the final, the replay killed in the
-middle of a tick and resumed, a degraded challenger refused by the gate."""
+"""A fast replay through the real flows (Prefect server, the session's Dask cluster,
+registry): a few synthetic days ticked daily, preliminary data revised by the final, the
+replay killed in the middle of a tick and resumed, a degraded challenger refused by the gate."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def _wxc(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def replayed(prefect_server, tmp_path_factory):
+def replayed(prefect_server, dask_cluster, tmp_path_factory):
     """The replay killed after tick 2's retrain, its config then degraded (teachers trained
     from nothing), resumed to the end."""
     tmp = tmp_path_factory.mktemp("replay")

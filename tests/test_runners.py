@@ -1,0 +1,46 @@
+"""Warm workers: the plugin that imports the pipeline's modules in each Dask worker as it
+joins, so that no worker's first task pays for the imports."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import pytest
+
+from flows.runners import WARM_MODULES, WarmWorker
+
+pytestmark = pytest.mark.integration
+
+
+def _has(module: str) -> bool:
+    return module in sys.modules
+
+
+def test_workers_are_warmed_when_registered_and_when_they_join():
+    from distributed import Client, LocalCluster
+
+    light = "wxmodels.replay.records"  # nothing in a bare worker imports it
+    with (
+        LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0"
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        assert not any(client.run(_has, light).values())
+        client.register_plugin(WarmWorker((light,)))
+        assert all(client.run(_has, light).values())
+        cluster.scale(2)
+        client.wait_for_workers(2, timeout=60)
+        deadline = time.monotonic() + 60
+        while not all(got := client.run(_has, light).values()) or len(got) < 2:
+            assert time.monotonic() < deadline, "the joining worker was not warmed"
+            time.sleep(0.2)
+
+
+def test_the_session_cluster_is_warm(dask_cluster):
+    from distributed import Client
+
+    with Client(dask_cluster) as client:
+        for m in WARM_MODULES:
+            assert all(client.run(_has, m).values()), m
