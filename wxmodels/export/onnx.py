@@ -28,7 +28,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-
 def _names(model: nn.Module) -> list[str]:
     return ["state", "time", "clim"] if getattr(model, "climatology", False) else ["state", "time"]
 
