@@ -53,10 +53,20 @@ WARM_MODULES = ("tasks.compress", "tasks.evaluate", "prefect.task_engine")
 quantization tools, xarray, zarr and the project with them) and Prefect's task engine."""
 
 
+class _ServerLostRecords(logging.Filter):
+    """Drops a worker's "Compute Failed" records of tasks that could not reach the Prefect API:
+    the command running the flow says that in one line (:mod:`flows.watchdog`), and the
+    workers of its LocalCluster share its terminal."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Failed to reach API at" not in record.getMessage()
+
+
 class WarmWorker(WorkerPlugin):
     """Imports :data:`WARM_MODULES` in each worker as it joins (and in those already there when
     the plugin is registered), so that a worker's first task costs what its others do instead
-    of paying ~10 s of imports while the other workers wait on its result."""
+    of paying ~10 s of imports while the other workers wait on its result. Also keeps a lost
+    Prefect server's failures out of the worker's log (:class:`_ServerLostRecords`)."""
 
     name = "wxc-warm"
 
@@ -64,6 +74,9 @@ class WarmWorker(WorkerPlugin):
         self.modules = modules
 
     def setup(self, worker) -> None:
+        wlog = logging.getLogger("distributed.worker")
+        if not any(isinstance(f, _ServerLostRecords) for f in wlog.filters):
+            wlog.addFilter(_ServerLostRecords())
         t = time.perf_counter()
         for m in self.modules:
             importlib.import_module(m)
