@@ -59,7 +59,7 @@ test: venv system-deps lint
 
 # re-resolve requirements.lock after changing dependencies in pyproject.toml
 lock: venv
-	$(VENV)/bin/uv pip compile -q pyproject.toml --extra dev $(UV_FLAGS) --python-version 3.11 -o requirements.lock
+	$(VENV)/bin/uv pip compile -q pyproject.toml --extra pipeline --extra dev $(UV_FLAGS) --python-version 3.11 -o requirements.lock
 
 lint: venv
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -104,6 +106,43 @@ def dask_cluster(prefect_server):
         os.environ.pop("WXC_DASK_ADDRESS", None)
     else:
         os.environ["WXC_DASK_ADDRESS"] = old
+
+
+@pytest.fixture(scope="session")
+def edge_venv(tmp_path_factory) -> Path:
+    """A virtual environment with nothing but ``pip install 'wxcompress[edge]'``: NumPy,
+    onnxruntime (at this environment's versions) and the project, installed by uv (from its
+    cache or the package index). Skipped, saying why, where that cannot be installed."""
+    import importlib.metadata as md
+    import shutil
+
+    uv = shutil.which("uv") or str(Path(sys.executable).with_name("uv"))
+    root = tmp_path_factory.mktemp("edge")
+    venv = root / "venv"
+    src = root / "src"  # a copy: a build writes build/ and *.egg-info beside the sources
+    src.mkdir()
+    for f in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / f, src / f)
+    for d in ("wxmodels", "tasks", "flows", "deployments", "infra"):
+        shutil.copytree(REPO / d, src / d, ignore=shutil.ignore_patterns("__pycache__"))
+    py = venv / "bin" / "python"
+    links = os.environ.get("PIP_FIND_LINKS") or (
+        "/opt/wheels" if Path("/opt/wheels").is_dir() else ""
+    )
+    flags = ["--find-links", links] if links else []
+    pins = [f"numpy=={md.version('numpy')}", f"onnxruntime=={md.version('onnxruntime')}"]
+    steps = [
+        [sys.executable, "-m", "venv", "--without-pip", str(venv)],
+        [uv, "pip", "install", "-q", "--python", str(py), *flags, *pins],
+        [uv, "pip", "install", "-q", "--python", str(py), *flags, f"{src}[edge]"],
+    ]
+    for cmd in steps:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        if r.returncode != 0:
+            pytest.skip(
+                f"cannot build the edge environment ({' '.join(cmd[:3])}): {r.stderr[-500:]}"
+            )
+    return venv
 
 
 class S3Server:

@@ -36,6 +36,7 @@ LIBRARY = {
     "pipeline": 7,
     "predict": 7,
     "replay": 8,
+    "edge": 8,  # the edge runtime (NumPy and onnxruntime only; predict for NetCDF input)
 }
 # the project's top-level packages: library <- infra <- tasks <- flows <- deployments
 PROJECT = {"wxmodels": 0, "infra": 1, "tasks": 2, "flows": 3, "deployments": 4}
@@ -139,3 +140,17 @@ def test_every_method_is_registered():
     from wxmodels.compress import methods
 
     assert set(methods) >= {"prune", "structured", "lowrank", "distill", "cluster", "int8"}
+
+
+def test_the_edge_runtime_loads_nothing_but_numpy_and_onnxruntime():
+    """What ``wxc-edge`` loads to pull and forecast (the test in a bare environment proves
+    it runs there; this one names what would sneak in)."""
+    code = (
+        "import sys, wxmodels.edge.cli, wxmodels.edge.fields, wxmodels.edge.pull;"
+        "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    heavy = {"torch", "xarray", "pandas", "prefect", "dask", "distributed", "fsspec", "zarr",
+             "onnx", "scipy", "cryptography", "typer", "pydantic", "netCDF4", "h5py"}  # fmt: skip
+    assert heavy.isdisjoint(r.stdout.split()), sorted(heavy & set(r.stdout.split()))

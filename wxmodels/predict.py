@@ -17,7 +17,7 @@ import xarray as xr
 
 from wxmodels.errors import DataError, PathError
 from wxmodels.export.io import read_io
-from wxmodels.export.runtime import OrtForecaster
+from wxmodels.export.runtime import OrtForecaster, rollout
 from wxmodels.paths import swap_in
 from wxmodels.schema import LAT, LON, TIME, get_variable
 
@@ -211,12 +211,7 @@ def forecast(
             [np.stack([inputs[i][v].values for v in variables], axis=1) for i in batch]
         ).astype(np.float32)
         tm = np.array([starts[i].value / 3.6e12 for i in batch], np.float32)
-        for s in range(1, max(steps) + 1):
-            nxt = runner(state, tm)
-            if s in steps:
-                data[b0 : b0 + len(batch), steps.index(s)] = nxt
-            state = np.concatenate([state[:, 1:], nxt[:, None]], axis=1)
-            tm = tm + np.float32(step)
+        data[b0 : b0 + len(batch)] = rollout(runner, state, tm, steps, step)
     leads = np.array([s * step for s in steps], np.float64)
     frt = np.array([t.to_datetime64() for t in starts], "datetime64[ns]")
     ds = xr.Dataset(

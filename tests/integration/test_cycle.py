@@ -479,3 +479,146 @@ def test_dask_worker_logs_reach_the_flow_run(cycle_run):
     messages = asyncio.run(logs())
     assert any(m.startswith("cell prune (prune):") for m in messages), messages[:20]
     assert any(m.startswith("cell prune: leaves the most sensitive") for m in messages)
+
+
+# -- the edge runtime, in an environment that has only NumPy and onnxruntime ---------------
+def _edge(venv: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(venv / "bin" / "wxc-edge"), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+        cwd=venv,  # not the checkout: only what was installed can be imported
+    )
+
+
+def _analyses(cfg: CycleConfig, start: str, history: int, out: Path) -> None:
+    """What a device receives: the last analyses, as a NumPy archive, variables shuffled."""
+    from wxmodels.data.store import Store
+
+    ds = Store(cfg.data.store).open()
+    sub = ds.sel(time=slice(None, start)).isel(time=slice(-history, None))
+    names = cfg.data.variables[::-1]
+    np.savez(
+        out,
+        fields=np.stack([sub[v].values for v in names], axis=1),
+        variables=np.array(names),
+        time=sub["time"].values.astype("datetime64[s]").astype(str),
+    )
+
+
+def test_edge_runtime_in_a_bare_environment_gives_the_pipeline_s_forecast(
+    cycle_run, edge_venv, tmp_path
+):
+    """``wxc-edge`` pulls the edge model (verified), reads analyses from a ``.npz`` and
+    writes the forecast ``wxc predict`` gives for the same initialisation, in a virtual
+    environment where torch, xarray and Prefect cannot even be imported."""
+    from wxmodels.predict import forecast
+
+    _, cfg, _ = cycle_run
+    py = str(edge_venv / "bin" / "python")
+    for absent in ("torch", "xarray", "pandas", "prefect", "dask", "fsspec"):
+        r = subprocess.run([py, "-c", f"import {absent}"], capture_output=True, text=True)
+        assert r.returncode != 0 and "ModuleNotFoundError" in r.stderr, absent
+    r = subprocess.run([str(edge_venv / "bin" / "wxc"), "--help"], capture_output=True, text=True)
+    assert r.returncode == 2 and "wxcompress[pipeline]" in r.stderr.strip().splitlines()[-1]
+
+    dest = tmp_path / "edge-model"
+    r = _edge(edge_venv, "pull", cfg.promote.registry, f"{cfg.name}@edge", str(dest))
+    assert r.returncode == 0, r.stderr
+    man = json.loads((dest / "manifest.json").read_text())
+    assert "verified" in r.stdout and man["version"] in r.stdout
+    assert not (dest / "model.safetensors").exists()  # no torch weights on a device
+    if (dest / "climatology.nc").exists() or "climatology.nc" in man["files"]:
+        assert (dest / "climatology.npz").exists()  # read without a NetCDF library
+    info = json.loads(_edge(edge_venv, "info", str(dest)).stdout)
+    start = "2024-01-08T06:00"
+    _analyses(cfg, start, info["history"], tmp_path / "an.npz")
+    out = tmp_path / "edge.npz"
+    r = _edge(
+        edge_venv, "predict", str(dest), "--input", str(tmp_path / "an.npz"),
+        "--leads", "1,3,6", "--out", str(out),
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    full = Registry(cfg.promote.registry).pull(f"{cfg.name}@{man['version']}", tmp_path / "full")
+    want = forecast(full, cfg.data.store, start, [1, 3, 6])
+    with np.load(out) as z:
+        assert list(z["variables"]) == info["variables"] == cfg.data.variables
+        assert list(z["lead_hours"]) == [1.0, 3.0, 6.0]
+        assert str(z["init_time"]) == "2024-01-08T06:00:00"
+        for i, v in enumerate(cfg.data.variables):
+            np.testing.assert_allclose(
+                z["forecast"][:, i], want[v].values[0], rtol=1e-6, atol=1e-6, err_msg=v
+            )
+    # asked for NetCDF without a NetCDF library: one line, nothing written
+    r = _edge(
+        edge_venv, "predict", str(dest), "--input", str(tmp_path / "an.npz"),
+        "--out", str(tmp_path / "edge.nc"),
+    )  # fmt: skip
+    assert r.returncode == 2 and "netCDF4" in r.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "edge.nc").exists()
+
+
+def test_edge_pull_over_http_refuses_tampering_and_keeps_the_last_good_pull(
+    cycle_run, edge_venv, tmp_path
+):
+    """The registry served over plain HTTP (the edge's stdlib client; aliases found without
+    listing): a pull verifies; a file changed after publication, or a manifest rewritten to
+    match it, is refused in one line and the earlier pull stays as it was; a destination
+    holding someone's files is refused."""
+    import shutil
+    import socket
+    import time
+
+    _, cfg, _ = cycle_run
+    served = tmp_path / "served"
+    shutil.copytree(cfg.promote.registry, served)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [str(edge_venv / "bin" / "python"), "-m", "http.server", str(port),
+         "--bind", "127.0.0.1", "--directory", str(served)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and server.poll() is None, "no HTTP server"
+                time.sleep(0.1)
+        dest = tmp_path / "pulled"
+        r = _edge(edge_venv, "pull", url, f"{cfg.name}@edge", str(dest))
+        assert r.returncode == 0, r.stderr
+        version = Registry(str(served)).resolve(f"{cfg.name}@edge")[1]
+        assert json.loads((dest / "manifest.json").read_text())["version"] == version
+        before = {p.name: p.read_bytes() for p in dest.iterdir()}
+
+        vdir = served / cfg.name / "versions" / version
+        onnx_bytes = bytearray((vdir / "model.onnx").read_bytes())
+        onnx_bytes[len(onnx_bytes) // 2] ^= 0xFF
+        (vdir / "model.onnx").write_bytes(bytes(onnx_bytes))
+        r = _edge(edge_venv, "pull", url, f"{cfg.name}@edge", str(dest))
+        assert r.returncode == 2 and "checksum mismatch" in r.stderr.strip().splitlines()[-1]
+        man = json.loads((vdir / "manifest.json").read_text())
+        man["files"]["model.onnx"]["sha256"] = hashlib.sha256(onnx_bytes).hexdigest()
+        (vdir / "manifest.json").write_text(json.dumps(man))
+        r = _edge(edge_venv, "pull", url, f"{cfg.name}@{version}", str(dest))
+        assert r.returncode == 2 and "content id" in r.stderr.strip().splitlines()[-1]
+        assert {p.name: p.read_bytes() for p in dest.iterdir()} == before
+        assert not [p for p in tmp_path.iterdir() if ".pulling-" in p.name]
+
+        mine = tmp_path / "mine"
+        mine.mkdir()
+        (mine / "notes.txt").write_text("keep")
+        r = _edge(edge_venv, "pull", str(cfg.promote.registry), f"{cfg.name}@edge", str(mine))
+        assert r.returncode == 2 and "not an edge pull" in r.stderr
+        assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+    finally:
+        server.terminate()
+        server.wait(10)

@@ -303,6 +303,25 @@ class Climatology:
             },
         ).to_netcdf(path)
 
+    def to_npz(self, path) -> None:
+        """The same coefficients as a NumPy archive: what the edge runtime reads (no NetCDF
+        library needed)."""
+        np.savez(
+            path,
+            beta=self.beta,
+            feature_index=np.asarray(self.idx, np.int64),
+            harmonics=np.asarray(self.harmonics, np.int64),
+            variables=np.asarray(self.variables, dtype=str),
+        )
+
+    @classmethod
+    def from_npz(cls, path) -> Climatology:
+        with np.load(path, allow_pickle=False) as z:
+            harm = z["harmonics"].tolist()
+            return cls(
+                z["beta"], z["feature_index"].tolist(), (harm[0], harm[1]), z["variables"].tolist()
+            )
+
     @classmethod
     def from_netcdf(cls, path) -> Climatology:
         import xarray as xr

@@ -3,6 +3,7 @@ needs, and nothing more (no torch, no xarray), so that a deployer's process stay
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,19 +15,26 @@ from wxmodels.export.io import ModelIO, onnx_io
 if TYPE_CHECKING:
     from wxmodels.data.stats import Climatology
 
-__all__ = ["OUTPUT", "OrtForecaster", "ort_session"]
+__all__ = ["OUTPUT", "OrtForecaster", "ort_session", "rollout"]
 
 OUTPUT = "next"
 
 
-def ort_session(path: str | Path, *, threads: int = 1) -> ort.InferenceSession:
+def ort_session(
+    path: str | Path, *, threads: int = 1, spinning: bool = True
+) -> ort.InferenceSession:
     """A CPU session with a fixed number of intra-op threads (so that timings compare);
-    ``path`` is an ``.onnx`` file or a ``.wxpack`` (unpacked and checked in memory)."""
+    ``path`` is an ``.onnx`` or ``.ort`` file or a ``.wxpack`` (unpacked and checked in
+    memory). ``spinning=False`` stops idle intra-op threads from spinning between calls: what
+    a device that forecasts now and then wants (and what makes one-thread timings steady)."""
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.log_severity_level = 3
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if not spinning:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if Path(path).suffix == ".wxpack":
         from wxmodels.export.packing import unpack_onnx
 
@@ -51,23 +59,17 @@ class OrtForecaster:
         threads: int = 1,
         climatology: Climatology | None = None,
         step_hours: float | None = None,
+        spinning: bool = True,
     ):
         self.path = Path(path)
-        self.session = ort_session(path, threads=threads)
+        self.session = ort_session(path, threads=threads, spinning=spinning)
         inputs = {i.name: i for i in self.session.get_inputs()}
         self.history = int(inputs["state"].shape[1])
         self.needs_clim = "clim" in inputs
         self.io = onnx_io(self.session.get_modelmeta().custom_metadata_map) or self._spec_io()
         self.variables = list(self.io.variables) if self.io else None
         if self.needs_clim and climatology is None:
-            side = self.path.with_name("climatology.nc")
-            if not side.exists():
-                raise FileNotFoundError(
-                    f"{self.path} takes a climatology input but there is no {side.name} beside it"
-                )
-            from wxmodels.data.stats import Climatology
-
-            climatology = Climatology.from_netcdf(side)
+            climatology = _beside(self.path)
         if climatology is not None and self.variables and climatology.variables != self.variables:
             climatology = climatology.select(self.variables)
         self.climatology = climatology
@@ -99,3 +101,40 @@ class OrtForecaster:
 
     def __call__(self, state: np.ndarray, time_h: np.ndarray) -> np.ndarray:
         return self.session.run([OUTPUT], self.feeds(state, time_h))[0]
+
+
+def _beside(path: Path) -> Climatology:
+    """The climatology shipped beside a model: ``climatology.npz`` (NumPy only), else
+    ``climatology.nc`` (needs xarray)."""
+    from wxmodels.data.stats import Climatology
+
+    npz, nc = path.with_name("climatology.npz"), path.with_name("climatology.nc")
+    if npz.exists():
+        return Climatology.from_npz(npz)
+    if nc.exists():
+        return Climatology.from_netcdf(nc)
+    raise FileNotFoundError(
+        f"{path} takes a climatology input but there is no climatology.npz or .nc beside it"
+    )
+
+
+def rollout(
+    step_fn: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    state: np.ndarray,
+    time_h: np.ndarray,
+    steps: list[int],
+    step_hours: float,
+) -> np.ndarray:
+    """Run a one-step forecaster from ``state`` ``(B, history, V, H, W)`` at initialisation
+    times ``time_h`` ``(B,)`` (hours since 1970) and keep the states after each of ``steps``
+    (sorted step counts): ``(B, len(steps), V, H, W)`` float32."""
+    state = np.ascontiguousarray(state, np.float32)
+    tm = np.asarray(time_h, np.float32)
+    out = np.empty((state.shape[0], len(steps), *state.shape[2:]), np.float32)
+    for s in range(1, max(steps) + 1):
+        nxt = step_fn(state, tm)
+        if s in steps:
+            out[:, steps.index(s)] = nxt
+        state = np.concatenate([state[:, 1:], nxt[:, None]], axis=1)
+        tm = tm + np.float32(step_hours)
+    return out

@@ -12,6 +12,7 @@ import onnx
 
 from wxmodels.compress.registry import get_method
 from wxmodels.config.cycle import CycleConfig
+from wxmodels.data.stats import Climatology
 from wxmodels.export.io import ModelIO
 from wxmodels.nets.plugins import core_source
 from wxmodels.pipeline.records import (
@@ -174,6 +175,10 @@ def _publish(
         if (src_dir / "climatology.nc").exists():  # the model's input climatology
             files["climatology.nc"] = src_dir / "climatology.nc"
             identity.append("climatology.nc")
+            # the same coefficients for the edge runtime, which reads no NetCDF
+            npz = Path(tmp) / "climatology.npz"
+            Climatology.from_netcdf(src_dir / "climatology.nc").to_npz(npz)
+            files["climatology.npz"] = npz
         for p in evaluation.plots:
             files[Path(p).name] = Path(p)
         # the version is the model's identity: a re-run that re-measures the card reuses it

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from wxmodels.errors import ChecksumError, RegistryError
-from wxmodels.registry.signing import SIGNATURE
 
 __all__ = [
     "MANIFEST",
     "MANIFEST_SCHEMA",
+    "SIGNATURE",
     "check_identity",
     "content_id",
     "parse_ref",
@@ -25,6 +25,8 @@ __all__ = [
 ]
 
 MANIFEST = "manifest.json"
+SIGNATURE = "manifest.sig"
+"""A version's detached signature of its manifest (:mod:`wxmodels.registry.signing`)."""
 MANIFEST_SCHEMA = "wxcompress.manifest/1"
 _LEGACY_IDENTITY = ("model.onnx", "model.safetensors", "model.json", "climatology.nc")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")

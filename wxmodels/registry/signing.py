@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from wxmodels.errors import ChecksumError, RegistryError
+from wxmodels.registry.names import SIGNATURE
 
 __all__ = [
     "SIGNATURE",
@@ -44,7 +45,6 @@ __all__ = [
     "trust_from",
 ]
 
-SIGNATURE = "manifest.sig"
 ALG = "ed25519"
 
 

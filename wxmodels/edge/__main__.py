@@ -1,0 +1,3 @@
+from wxmodels.edge.cli import main
+
+main()
