@@ -15,7 +15,7 @@ from wxmodels.export.io import ModelIO, onnx_io
 if TYPE_CHECKING:
     from wxmodels.data.stats import Climatology
 
-__all__ = ["OUTPUT", "OrtForecaster", "ort_session", "rollout"]
+__all__ = ["OUTPUT", "OrtForecaster", "ort_session", "rollout", "save_ort"]
 
 OUTPUT = "next"
 
@@ -99,7 +99,16 @@ class OrtForecaster:
             f["clim"] = self.climatology.window(time_h, self.history, self.step_hours)
         return f
 
+    @property
+    def batch1(self) -> bool:
+        """Whether the graph is fixed at batch 1 (the lean edge form, :func:`save_ort`)."""
+        return self.session.get_inputs()[0].shape[0] == 1
+
     def __call__(self, state: np.ndarray, time_h: np.ndarray) -> np.ndarray:
+        if self.batch1 and len(state) > 1:  # one initialisation per call
+            return np.concatenate(
+                [self(state[i : i + 1], time_h[i : i + 1]) for i in range(len(state))]
+            )
         return self.session.run([OUTPUT], self.feeds(state, time_h))[0]
 
 
@@ -138,3 +147,51 @@ def rollout(
         state = np.concatenate([state[:, 1:], nxt[:, None]], axis=1)
         tm = tm + np.float32(step_hours)
     return out
+
+
+def save_ort(onnx_path: str | Path, ort_path: str | Path, *, tol: float = 1e-5) -> float:
+    """Save ``onnx_path`` as the lean batch-1 form a device runs, in onnxruntime's own format
+    (``.ort``: what ORT's minimal and mobile builds load, the graph optimised beforehand so a
+    device skips that at load).
+
+    The batch dimension is fixed at 1, so the shape arithmetic every dynamic-batch graph
+    carries (``Shape``, ``Gather``, ``Concat``, ``ConstantOfShape``, ``Expand`` around masks and
+    paddings) folds into constants; then the graph is optimised to the extended level (fusions
+    valid on any CPU; not the layout changes of the full level, which depend on the machine
+    that saves them). Both files are run on the same random states, one initialisation at a
+    time: returns the largest difference relative to the output's spread, and raises
+    :class:`ValueError` (removing the file) above ``tol``."""
+    import tempfile
+
+    import onnx
+
+    ort_path = Path(ort_path)
+    model = onnx.load(str(onnx_path))
+    for v in (*model.graph.input, *model.graph.output):
+        dim = v.type.tensor_type.shape.dim[0]
+        if dim.dim_param or dim.dim_value != 1:
+            dim.ClearField("dim_param")
+            dim.dim_value = 1
+    del model.graph.value_info[:]  # inferred again with the fixed batch
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    so.optimized_model_filepath = str(ort_path)
+    so.add_session_config_entry("session.save_model_format", "ORT")
+    so.log_severity_level = 3
+    with tempfile.TemporaryDirectory() as d:
+        b1 = Path(d) / "batch1.onnx"
+        onnx.save(model, str(b1))
+        ort.InferenceSession(str(b1), so, providers=["CPUExecutionProvider"])
+    a = OrtForecaster(onnx_path, spinning=False)
+    b = OrtForecaster(ort_path, climatology=a.climatology, step_hours=a.step_hours, spinning=False)
+    h, w = a.io.shape if a.io else (1, 1)
+    rng = np.random.default_rng(0)
+    state = rng.normal(size=(2, a.history, len(a.variables or [0]), h, w)).astype(np.float32)
+    tm = np.array([480_000.0, 480_007.0], np.float32)
+    ya = np.concatenate([a(state[i : i + 1], tm[i : i + 1]) for i in range(2)])
+    yb = b(state, tm)
+    diff = float(np.nanmax(np.abs(ya - yb)) / max(float(np.nanstd(ya)), 1e-12))
+    if not diff <= tol:
+        ort_path.unlink(missing_ok=True)
+        raise ValueError(f"{ort_path.name} differs from {Path(onnx_path).name} by {diff:.2g}")
+    return diff

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -156,14 +157,11 @@ def _publish(
         },
     }
     with tempfile.TemporaryDirectory() as tmp:
-        card = Path(tmp) / "card.md"
-        card.write_text(model_card(manifest, evaluation.scorecard, key))
         sc = Path(tmp) / "scorecard.json"
         sc.write_text(json.dumps(manifest["scorecard"], indent=1))
         files: dict[str, str | Path] = {
             "model.onnx": onnx_path,
             "model.json": spec_path,
-            "card.md": card,
             "scorecard.json": sc,
         }
         identity = ["model.onnx", "model.json"]
@@ -179,10 +177,50 @@ def _publish(
             npz = Path(tmp) / "climatology.npz"
             Climatology.from_netcdf(src_dir / "climatology.nc").to_npz(npz)
             files["climatology.npz"] = npz
+        manifest["deploy"] = _edge_files(Path(tmp), onnx_path, files)
+        card = Path(tmp) / "card.md"
+        card.write_text(model_card(manifest, evaluation.scorecard, key))
+        files["card.md"] = card
         for p in evaluation.plots:
             files[Path(p).name] = Path(p)
         # the version is the model's identity: a re-run that re-measures the card reuses it
         return reg.publish(cfg.name, files, manifest, identity=identity)
+
+
+def _edge_files(tmp: Path, onnx_path: Path, files: dict[str, str | Path]) -> dict[str, Any]:
+    """``model.ort`` beside ``model.onnx`` (checked to give the same forecast) and what the
+    edge runtime needs to run the model: install, files, peak memory (measured in a process of
+    its own, as ``wxc-edge`` runs it)."""
+    from wxmodels.export.measure import measure
+    from wxmodels.export.runtime import save_ort
+
+    stage = tmp / "edge"
+    stage.mkdir()
+    shutil.copyfile(onnx_path, stage / "model.onnx")
+    if "climatology.npz" in files:
+        shutil.copyfile(files["climatology.npz"], stage / "climatology.npz")
+    run = stage / "model.onnx"
+    try:
+        save_ort(stage / "model.onnx", stage / "model.ort")
+        files["model.ort"] = run = stage / "model.ort"
+    except (ValueError, RuntimeError) as e:  # an operator ORT cannot save: the .onnx serves
+        log.warning("no model.ort for %s: %s", onnx_path, e)
+    cost = measure(run)
+    return {
+        "edge": {
+            "install": "pip install 'wxcompress[edge]'",
+            "command": "wxc-edge predict",
+            "file": run.name,
+            "bytes": run.stat().st_size,
+            "peak_rss_mb": round(cost["peak_rss_mb"], 1),
+            "load_ms": round(cost["load_ms"], 1),
+            "session": "onnxruntime CPU, 1 intra-op thread, no spinning",
+        },
+        "hpc": {
+            "install": "pip install 'wxcompress[pipeline]'",
+            "command": "wxc predict --runtime torch|onnx",
+        },
+    }
 
 
 def architecture(net: dict[str, Any], foreign: dict[str, Any] | None = None) -> dict[str, Any]:

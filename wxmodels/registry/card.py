@@ -73,6 +73,23 @@ def _architecture(arch: dict[str, Any] | None) -> str:
     return f"`{arch.get('arch')}` ({arch.get('family')} family): {shape}{where}"
 
 
+def _deploy_lines(manifest: dict[str, Any]) -> list[str]:
+    edge = manifest.get("deploy", {}).get("edge")
+    if not edge:
+        return []
+    lines = [
+        f"- on a device: `{edge['install']}`, then `{edge['command']}` runs `{edge['file']}` "
+        f"({edge['bytes']} bytes); peak memory {edge['peak_rss_mb']} MB for the whole process "
+        f"(load and one step; {edge['session']}), loaded in {edge['load_ms']} ms"
+    ]
+    if "torch" in manifest.get("runtimes", []):
+        lines.append(
+            "- on HPC: `pip install 'wxcompress[pipeline]'`, `wxc predict --runtime torch` "
+            "(the safetensors weights) or `--runtime onnx`, batched"
+        )
+    return lines
+
+
 def model_card(manifest: dict[str, Any], scorecard: dict[str, Any], model_key: str) -> str:
     """Render the card of one registry version.
 
@@ -100,6 +117,7 @@ def model_card(manifest: dict[str, Any], scorecard: dict[str, Any], model_key: s
         f"- deployable size: {deployable_bytes(metrics) or '-'} bytes",
         f"- onnxruntime latency (1 thread, ms): batch 1 {_fmt(metrics.get('latency_ms_batch1'))}"
         f", batch 16 {_fmt(metrics.get('latency_ms_batch16'))}",
+        *_deploy_lines(manifest),
         f"- gates: {'passed' if gate.get('passed', True) else 'FAILED'}"
         + ("".join(f"\n  - {r}" for r in gate.get("reasons", []))),
         "",
