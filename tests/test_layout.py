@@ -35,6 +35,7 @@ LIBRARY = {
     "registry": 6,
     "pipeline": 7,
     "predict": 7,
+    "hindcast": 7,
     "replay": 8,
     "edge": 8,  # the edge runtime (NumPy and onnxruntime only; predict for NetCDF input)
 }

@@ -77,3 +77,77 @@ def predict(
         f"{name}@{version} ({runtime}): {len(starts)} forecast(s) from {starts[0]} "
         f"at {lead_list} h -> {path}"
     )
+
+
+@app.command()
+def hindcast(
+    model: Annotated[str, typer.Option(help="NAME@ALIAS or NAME@VERSION.")],
+    start: Annotated[str, typer.Option(help="First initialisation time, ISO 8601.")],
+    end: Annotated[str, typer.Option(help="Last initialisation time, ISO 8601 (inclusive).")],
+    out_path: Annotated[Path, typer.Option("--out", help="Output Zarr store (.zarr).")],
+    every: Annotated[int, typer.Option(min=1, help="Hours between initialisations.")] = 6,
+    leads: Annotated[str, typer.Option(help="Lead times in hours, comma separated.")] = "1,6,24",
+    input_: Annotated[
+        str | None,
+        typer.Option("--input", help="Store with the analyses (default: the model's store)."),
+    ] = None,
+    runtime: Annotated[str, typer.Option(help="onnx or torch.")] = "onnx",
+    block: Annotated[
+        int, typer.Option(min=1, help="Initialisations per task (and per batch).")
+    ] = 32,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Processes of a LocalCluster (1: in this process).")
+    ] = 1,
+    dask_address: Annotated[
+        str | None, typer.Option(help="Run the blocks on the Dask cluster at this address.")
+    ] = None,
+    registry: RegistryOpt = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c")] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace --out when it is another hindcast.")
+    ] = False,
+    trusted_key: TrustOpt = None,
+) -> None:
+    """Forecast every EVERY hours from START to END (re-forecasts) into one Zarr store, block
+    by block, in this process or on Dask; run it again to resume where it stopped."""
+    from rich.progress import Progress
+
+    from wxmodels.hindcast import hindcast as run_hindcast
+    from wxmodels.hindcast import plan_hindcast
+
+    try:
+        lead_list = [int(x) for x in leads.split(",") if x.strip()]
+    except ValueError:
+        raise WxcError(f"--leads {leads!r}: give integers, comma separated") from None
+    if runtime not in ("onnx", "torch"):
+        raise WxcError(f"--runtime {runtime!r}: onnx or torch")
+    if out_path.suffix != ".zarr":
+        raise WxcError(f"--out {out_path}: a hindcast is written as a Zarr store (.zarr)")
+    reg = open_registry(registry, config, trusted_key)
+    dest = reg.pull(model)
+    man = json.loads((dest / "manifest.json").read_text())
+    plan = plan_hindcast(
+        dest,
+        input_ or man["lineage"]["store_url"],
+        start,
+        end,
+        every,
+        lead_list,
+        out_path,
+        runtime=runtime,  # type: ignore[arg-type]
+        block=block,
+    )
+    with Progress(transient=True) as bar:
+        task = bar.add_task("hindcast blocks", total=plan.n_blocks)
+        rep = run_hindcast(
+            plan,
+            address=dask_address,
+            workers=workers,
+            overwrite=overwrite,
+            progress=lambda done, total: bar.update(task, completed=done),
+        )
+    out.print(
+        f"{man['name']}@{man['version']} ({runtime}): {rep['inits']} initialisations in "
+        f"{rep['blocks']} blocks ({rep['resumed_blocks']} done before) in "
+        f"{rep['seconds']:.1f} s -> {out_path}"
+    )

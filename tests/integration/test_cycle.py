@@ -533,6 +533,12 @@ def test_edge_runtime_in_a_bare_environment_gives_the_pipeline_s_forecast(
     if (dest / "climatology.nc").exists() or "climatology.nc" in man["files"]:
         assert (dest / "climatology.npz").exists()  # read without a NetCDF library
     info = json.loads(_edge(edge_venv, "info", str(dest)).stdout)
+    # the version carries onnxruntime's own format, which the edge runs (checked below to give
+    # the forecast of the scored .onnx), and its card says what a device needs
+    assert info["file"] == "model.ort" and (dest / "model.ort").exists()
+    edge = man["deploy"]["edge"]
+    assert edge["file"] == "model.ort" and 10 < edge["peak_rss_mb"] < 500
+    assert "pip install 'wxcompress[edge]'" in (dest / "card.md").read_text()
     start = "2024-01-08T06:00"
     _analyses(cfg, start, info["history"], tmp_path / "an.npz")
     out = tmp_path / "edge.npz"
@@ -622,3 +628,56 @@ def test_edge_pull_over_http_refuses_tampering_and_keeps_the_last_good_pull(
     finally:
         server.terminate()
         server.wait(10)
+
+
+# -- hindcasts ----------------------------------------------------------------------------
+def test_hindcast_killed_then_resumed_on_the_cluster_equals_the_serial_run(
+    cycle_run, dask_cluster, tmp_path
+):
+    """Re-forecasts over the store, block by block into one Zarr: a run killed after writing
+    a block's region (before its marker) resumes on the Dask cluster, redoes that block, and
+    ends identical to an uninterrupted run in one process; the forecasts are `wxc predict`'s.
+    Another plan on the same output, or an output that holds someone's files, is refused."""
+    import xarray as xr
+
+    from wxmodels.hindcast import hindcast, plan_hindcast
+    from wxmodels.predict import forecast
+
+    _, cfg, _ = cycle_run
+    reg = cfg.promote.registry
+    model = Registry(reg).pull(f"{cfg.name}@edge", tmp_path / "model")
+    span = ("2024-01-03T00:00", "2024-01-08T12:00")
+    serial = plan_hindcast(model, cfg.data.store, *span, 6, [1, 3, 6], tmp_path / "a.zarr", block=4)
+    assert serial.n_blocks == 6 and len(serial.inits) == 23
+    rep = hindcast(serial)
+    assert rep["ran_blocks"] == 6
+
+    args = ["hindcast", "--model", f"{cfg.name}@edge", "--start", span[0], "--end", span[1],
+            "--every", "6", "--leads", "1,3,6", "--block", "4", "--registry", reg,
+            "--out", str(tmp_path / "b.zarr")]  # fmt: skip
+    r = _wxc(*args, env={"WXC_CRASH_AT": "hindcast:after-region:2"})
+    assert r.returncode == -9, r.stderr[-2000:]
+    assert sorted(p.name for p in (tmp_path / "b.zarr.hindcast" / "done").iterdir()) == [
+        "0.json",
+        "1.json",
+    ]
+    r = _wxc(*args, "--dask-address", dask_cluster)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "(2 done before)" in r.stdout
+    with xr.open_zarr(tmp_path / "a.zarr") as a, xr.open_zarr(tmp_path / "b.zarr") as b:
+        xr.testing.assert_identical(a.load(), b.load())
+        assert not np.isnan(a["2m_temperature"].values).any()
+        one = forecast(model, cfg.data.store, serial.inits[9], [1, 3, 6])
+        for v in cfg.data.variables:
+            np.testing.assert_allclose(
+                a[v].isel(forecast_reference_time=9).values, one[v].values[0], rtol=1e-5, atol=1e-5
+            )
+
+    r = _wxc(*[x if x != "1,3,6" else "1,3" for x in args])
+    assert r.returncode == 2 and "planned otherwise" in r.stderr.strip().splitlines()[-1]
+    mine = tmp_path / "mine.zarr"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    r = _wxc(*args[:-1], str(mine))
+    assert r.returncode == 2 and "is not a hindcast" in r.stderr.strip().splitlines()[-1]
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
