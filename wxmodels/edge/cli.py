@@ -1,7 +1,7 @@
 """``wxc-edge``: pull a model and forecast with it, on a device that has only NumPy and
 onnxruntime.
 
-    wxc-edge pull REGISTRY NAME@ALIAS DIR [--trust-key KEY.pub] [--all]
+    wxc-edge pull REGISTRY NAME@ALIAS DIR [--trust-key KEY.pub] [--all | --ort]
     wxc-edge predict DIR --input analyses.npz --leads 1,6,24 --out forecast.npz [--start T]
     wxc-edge info DIR
 
@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from wxmodels.edge.model import EdgeModel
-from wxmodels.edge.pull import RUNTIME_FILES, pull
+from wxmodels.edge.pull import ORT_FILES, RUNTIME_FILES, pull
 from wxmodels.errors import WxcError
 
 __all__ = ["main"]
@@ -32,6 +32,9 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("dest", type=Path, help="directory (new, empty, or an earlier pull)")
     pl.add_argument("--trust-key", action="append", default=[], help="trusted public key")
     pl.add_argument("--all", action="store_true", help="every file, not only what runs")
+    pl.add_argument(
+        "--ort", action="store_true", help="model.ort instead of model.onnx (minimal builds)"
+    )
     pr = sub.add_parser("predict", help="forecast from analyses with a pulled model")
     pr.add_argument("model", type=Path, help="the pulled directory")
     pr.add_argument("--input", required=True, type=Path, help=".npz (or .nc/.zarr with xarray)")
@@ -57,7 +60,7 @@ def run(args: argparse.Namespace) -> str:
             args.registry,
             args.ref,
             args.dest,
-            files=None if args.all else RUNTIME_FILES,
+            files=None if args.all else ORT_FILES if args.ort else RUNTIME_FILES,
             trusted_keys=args.trust_key,
         )
         got = json.loads((dest / ".wxc-edge.json").read_text())

@@ -17,8 +17,9 @@ __all__ = ["EdgeModel"]
 
 
 class EdgeModel:
-    """The model of a pulled directory (``model.ort`` when present, else ``model.onnx``) in a
-    session with ``threads`` intra-op threads and no spinning between calls.
+    """The model of a pulled directory (``model.onnx``, optimised fully for this machine at
+    load; else ``model.ort``, the batch-1 form for minimal builds) in a session with
+    ``threads`` intra-op threads and no spinning between calls.
 
     Its inputs and outputs are described by the model itself (variables in channel order,
     units, time step, history, grid) and checked against the manifest it was published with.
@@ -31,9 +32,9 @@ class EdgeModel:
             raise DataError(f"{self.dir} is not a pulled model (no manifest.json)")
         self.manifest: dict[str, Any] = json.loads(mpath.read_text())
         self.ref = f"{self.manifest.get('name')}@{self.manifest.get('version')}"
-        path = self.dir / "model.ort"
+        path = self.dir / "model.onnx"
         if not path.exists():
-            path = self.dir / "model.onnx"
+            path = self.dir / "model.ort"
         self.path = path
         self.runner = OrtForecaster(path, threads=threads, spinning=spinning)
         io = self.runner.io

@@ -36,18 +36,14 @@ from wxmodels.registry.names import (
     validate_version,
 )
 
-__all__ = ["RUNTIME_FILES", "Source", "pull"]
+__all__ = ["ORT_FILES", "RUNTIME_FILES", "Source", "pull"]
 
-RUNTIME_FILES = (
-    "model.onnx",
-    "model.ort",
-    "model.json",
-    "climatology.npz",
-    "card.md",
-    "scorecard.json",
-)
+RUNTIME_FILES = ("model.onnx", "model.json", "climatology.npz", "card.md", "scorecard.json")
 """What an edge pull takes by default: the model, its description and climatology, its card
 (not the torch weights, the NetCDF climatology, the packed form or the plots)."""
+ORT_FILES = ("model.ort", *RUNTIME_FILES[1:])
+"""The same with ``model.ort`` (the batch-1 form in ORT format) instead of ``model.onnx``: for
+onnxruntime's minimal builds, which load only that format."""
 
 MARKER = ".wxc-edge.json"
 """Written into a pulled directory: what it holds (and that it may be replaced by a pull)."""

@@ -82,6 +82,11 @@ def _deploy_lines(manifest: dict[str, Any]) -> list[str]:
         f"({edge['bytes']} bytes); peak memory {edge['peak_rss_mb']} MB for the whole process "
         f"(load and one step; {edge['session']}), loaded in {edge['load_ms']} ms"
     ]
+    if edge.get("ort"):
+        lines.append(
+            "- for onnxruntime's minimal builds: `model.ort`, the batch-1 form in ORT format "
+            "(`wxc-edge pull --ort`)"
+        )
     if "torch" in manifest.get("runtimes", []):
         lines.append(
             "- on HPC: `pip install 'wxcompress[pipeline]'`, `wxc predict --runtime torch` "
