@@ -65,6 +65,12 @@ def _open(source: str, storage_options: dict | None) -> xr.Dataset:
         ) from None
 
 
+def _check_variables(ds: xr.Dataset, source: str, variables: list[str]) -> None:
+    missing = [v for v in variables if v not in ds.data_vars]
+    if missing:
+        raise DataError(f"{source} lacks the model's variables {missing}")
+
+
 def _select(
     ds: xr.Dataset,
     source: str,
@@ -73,9 +79,7 @@ def _select(
     history: int,
     step_hours: float,
 ) -> xr.Dataset:
-    missing = [v for v in variables if v not in ds.data_vars]
-    if missing:
-        raise DataError(f"{source} lacks the model's variables {missing}")
+    _check_variables(ds, source, variables)
     times = [start - pd.Timedelta(hours=step_hours * k) for k in range(history - 1, -1, -1)]
     try:
         return ds[variables].sel({TIME: times}).transpose(TIME, LAT, LON).load()
@@ -84,6 +88,31 @@ def _select(
             f"{source} does not hold the {history} analyses ending at {start} "
             f"(needs {', '.join(str(t) for t in times)})"
         ) from None
+
+
+def _states(
+    ds: xr.Dataset,
+    source: str,
+    variables: list[str],
+    starts: list[pd.Timestamp],
+    history: int,
+    step_hours: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The model's input for every start, ``(B, history, V, H, W)`` float32, read in one
+    selection of the times they need (a hindcast block shares most of them)."""
+    offsets = [pd.Timedelta(hours=step_hours * k) for k in range(history - 1, -1, -1)]
+    need = sorted({t0 - o for t0 in starts for o in offsets})
+    _check_variables(ds, source, variables)
+    try:
+        sub = ds[variables].sel({TIME: need}).transpose(TIME, LAT, LON).load()
+    except KeyError:
+        for t0 in starts:  # name the first start whose analyses are missing
+            _select(ds, source, variables, t0, history, step_hours)
+        raise
+    arr = np.stack([sub[v].values for v in variables], axis=1).astype(np.float32)
+    row = {t: i for i, t in enumerate(need)}
+    idx = np.array([[row[t0 - o] for o in offsets] for t0 in starts])
+    return arr[idx], sub[LAT].values, sub[LON].values
 
 
 class _TorchRunner:
@@ -189,8 +218,7 @@ def forecast(
     if bad or not leads_h:
         raise DataError(f"leads {bad} h are not positive multiples of the model's {step} h step")
     ds_in = _open(source, storage_options)
-    inputs = [_select(ds_in, source, variables, t0, hist, step) for t0 in starts]
-    lat, lon = inputs[0][LAT].values, inputs[0][LON].values
+    states, lat, lon = _states(ds_in, source, variables, starts, hist, step)
     if [len(lat), len(lon)] != sig["grid"]["shape"] or not np.allclose(lat, sig["grid"]["lat"]):
         raise DataError(
             f"the input grid {len(lat)}x{len(lon)} is not the model's {sig['grid']['shape']}"
@@ -207,9 +235,7 @@ def forecast(
     data = np.empty((len(starts), len(steps), len(variables), len(lat), len(lon)), np.float32)
     for b0 in range(0, len(starts), batch_size):
         batch = range(b0, min(b0 + batch_size, len(starts)))
-        state = np.stack(
-            [np.stack([inputs[i][v].values for v in variables], axis=1) for i in batch]
-        ).astype(np.float32)
+        state = states[b0 : b0 + len(batch)]
         tm = np.array([starts[i].value / 3.6e12 for i in batch], np.float32)
         data[b0 : b0 + len(batch)] = rollout(runner, state, tm, steps, step)
     leads = np.array([s * step for s in steps], np.float64)
