@@ -43,15 +43,22 @@ def _cfg(tmp_path, store_url=None, so=None, chunk=24):
 
 
 def _child(
-    cfg: DataConfig, crash: str | None = None, timeout=120, barrier: Path | None = None
+    cfg: DataConfig,
+    crash: str | None = None,
+    timeout=120,
+    barrier: Path | None = None,
+    pause: str | None = None,
 ) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     env.pop("WXC_CRASH_AT", None)
+    env.pop("WXC_PAUSE_AT", None)
     if crash:
         env["WXC_CRASH_AT"] = crash
     if barrier is not None:
         env["WXC_TEST_BARRIER"] = str(barrier)
         env["WXC_PAUSE_AT"] = "append:after-data:1.0"  # hold each writer before its commit
+    if pause is not None:
+        env["WXC_PAUSE_AT"] = pause
     return subprocess.Popen(
         [sys.executable, str(CHILD), cfg.model_dump_json()],
         env=env,
@@ -139,8 +146,10 @@ def test_crash_point_during_revision(tmp_path, point):
 
 
 def test_random_sigkill_during_ingest(tmp_path):
-    """Files arrive in batches; each ingest is killed at a random moment; readers are checked
-    after every kill; a last clean run completes the store exactly."""
+    """Files arrive in batches; each ingest is killed at a random moment after it has started
+    (its imports done); readers are checked after every kill; a last clean run completes the
+    store exactly. Every other writer is held before its commit (for longer than the test
+    waits), so that those are killed whatever the machine's speed; the others may finish."""
     src = tmp_path / "all"
     write_synthetic_files(src, days=30, nlat=24, nlon=32, seed=2)
     (tmp_path / "landing").mkdir()
@@ -152,8 +161,16 @@ def test_random_sigkill_during_ingest(tmp_path):
     for batch in range(6):
         for f in files[batch * 5 : (batch + 1) * 5]:
             f.rename(tmp_path / "landing" / f.name)
-        p = _child(cfg)
-        time.sleep(rng.uniform(2.0, 4.0))
+        barrier = tmp_path / f"barrier-{batch}"
+        barrier.mkdir()
+        hold = "append:after-data:120" if batch % 2 else "append:after-data:0"
+        p = _child(cfg, barrier=barrier, pause=hold)
+        deadline = time.monotonic() + 120
+        while not list(barrier.glob("ready-*")):  # imported: the ingest itself starts now
+            assert p.poll() is None and time.monotonic() < deadline, p.communicate()
+            time.sleep(0.01)
+        (barrier / "go").touch()
+        time.sleep(rng.uniform(0.0, 1.5))
         if p.poll() is None:
             p.send_signal(signal.SIGKILL)
             kills += 1
@@ -162,7 +179,7 @@ def test_random_sigkill_during_ingest(tmp_path):
         _assert_consistent(store, expected)
     ingest(cfg)
     assert _assert_consistent(store, _expected(tmp_path)) == 30 * 24
-    assert kills >= 2, kills
+    assert kills >= 3, kills
 
 
 def test_reader_after_a_kill_between_array_resizes(tmp_path):

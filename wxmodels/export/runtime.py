@@ -102,7 +102,7 @@ class OrtForecaster:
     @property
     def batch1(self) -> bool:
         """Whether the graph is fixed at batch 1 (the lean edge form, :func:`save_ort`)."""
-        return self.session.get_inputs()[0].shape[0] == 1
+        return any(i.name == "state" and i.shape[0] == 1 for i in self.session.get_inputs())
 
     def __call__(self, state: np.ndarray, time_h: np.ndarray) -> np.ndarray:
         if self.batch1 and len(state) > 1:  # one initialisation per call
