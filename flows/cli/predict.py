@@ -12,6 +12,20 @@ from flows.cli.common import RegistryOpt, TrustOpt, app, open_registry, out
 from wxmodels.errors import WxcError
 
 
+def _checked(leads: str, runtime: str, input_: str | None) -> list[int]:
+    """What the user typed, checked before any work (a pull, a forecast): the leads, the
+    runtime, a local input that exists."""
+    try:
+        lead_list = [int(x) for x in leads.split(",") if x.strip()]
+    except ValueError:
+        raise WxcError(f"--leads {leads!r}: give integers, comma separated") from None
+    if runtime not in ("onnx", "torch"):
+        raise WxcError(f"--runtime {runtime!r}: onnx or torch")
+    if input_ and "://" not in input_ and not Path(input_).exists():
+        raise WxcError(f"--input {input_} does not exist")
+    return lead_list
+
+
 @app.command()
 def predict(
     model: Annotated[str, typer.Option(help="NAME@ALIAS or NAME@VERSION.")],
@@ -49,14 +63,7 @@ def predict(
 
     # everything the user typed is checked before any work (a pull, a forecast)
     starts = parse_starts(start)
-    try:
-        lead_list = [int(x) for x in leads.split(",") if x.strip()]
-    except ValueError:
-        raise WxcError(f"--leads {leads!r}: give integers, comma separated") from None
-    if runtime not in ("onnx", "torch"):
-        raise WxcError(f"--runtime {runtime!r}: onnx or torch")
-    if input_ and "://" not in input_ and not Path(input_).exists():
-        raise WxcError(f"--input {input_} does not exist")
+    lead_list = _checked(leads, runtime, input_)
     check_output(out_path, overwrite=overwrite)  # refuse a path we must not touch
     reg = open_registry(registry, config, trusted_key)
     dest = reg.pull(model, offline=offline)
@@ -115,12 +122,7 @@ def hindcast(
     from wxmodels.hindcast import hindcast as run_hindcast
     from wxmodels.hindcast import plan_hindcast
 
-    try:
-        lead_list = [int(x) for x in leads.split(",") if x.strip()]
-    except ValueError:
-        raise WxcError(f"--leads {leads!r}: give integers, comma separated") from None
-    if runtime not in ("onnx", "torch"):
-        raise WxcError(f"--runtime {runtime!r}: onnx or torch")
+    lead_list = _checked(leads, runtime, input_)
     if out_path.suffix != ".zarr":
         raise WxcError(f"--out {out_path}: a hindcast is written as a Zarr store (.zarr)")
     reg = open_registry(registry, config, trusted_key)
