@@ -140,6 +140,26 @@ class TestDistill(MethodContract):
             torch.testing.assert_close(v, before[k], equal_nan=True)
 
 
+class TestDistillZeroPadded(MethodContract):
+    """A student with zero padding (the batch-1 edge shape): its exported graph has no
+    ``Pad`` node, and it matches the torch student."""
+
+    config = DistillConfig(
+        arch="resnet", width=4, depth=1, padding="zeros", epochs=2, rollout_epochs=1
+    )
+
+    def test_student_pads_with_zeros_inside_its_convs(self, teacher, ctx, probe, tmp_path):
+        import onnx
+
+        from wxmodels.export.onnx import export_onnx, onnx_parity
+
+        s = self._apply(teacher, ctx)
+        assert s.spec.padding == "zeros" and teacher.spec.padding != "zeros"
+        path = export_onnx(s, tmp_path / "s.onnx")
+        assert "Pad" not in [n.op_type for n in onnx.load(str(path)).graph.node]
+        assert onnx_parity(s, path, *probe) < 1e-4
+
+
 class TestDistillIntoTransformer(MethodContract):
     """Output distillation into a transformer student, from either family."""
 

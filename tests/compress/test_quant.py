@@ -85,7 +85,11 @@ def test_dynamic_quantizes_without_calibration(teacher, ctx, probe, tmp_path, fa
     assert "DynamicQuantizeLinear" in ops
     if family == "unet":
         assert "ConvInteger" in ops
-        assert ops.count("Conv") == 2  # the first and the last stay fp32
+        # the layers on the raw fields (the lean graph's folded first conv and its pointwise
+        # output path) and the last stay fp32; every other conv is quantized
+        kept = [n.name for n in graph.node if n.op_type == "Conv"]
+        assert len(kept) == 3, kept
+        assert sum("/lean_" in k for k in kept) == 2 and any("/head/" in k for k in kept)
     else:  # every linear layer but the patch embedding and recovery runs as MatMulInteger
         assert ops.count("MatMulInteger") == 4 * 4  # qkv, proj, fc1, fc2 of 4 blocks
         kept = [n.name for n in graph.node if n.op_type == "MatMul" and "Integer" not in n.name]

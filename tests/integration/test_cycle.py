@@ -556,6 +556,18 @@ def test_edge_runtime_in_a_bare_environment_gives_the_pipeline_s_forecast(
             np.testing.assert_allclose(
                 z["forecast"][:, i], want[v].values[0], rtol=1e-6, atol=1e-6, err_msg=v
             )
+    # a value missing at a cell the model forecasts is refused in one line, nothing written
+    with np.load(tmp_path / "an.npz") as z:
+        holes = {k: z[k].copy() for k in z.files}
+    i, j = np.argwhere(np.isfinite(holes["fields"][-1, 0]))[0]
+    holes["fields"][-1, 0, i, j] = np.nan
+    np.savez(tmp_path / "holes.npz", **holes)
+    r = _edge(
+        edge_venv, "predict", str(dest), "--input", str(tmp_path / "holes.npz"),
+        "--leads", "1", "--out", str(tmp_path / "holes-out.npz"),
+    )  # fmt: skip
+    assert r.returncode == 2 and not (tmp_path / "holes-out.npz").exists()
+    assert "missing values at cells the model forecasts" in r.stderr.strip().splitlines()[-1]
     # the batch-1 form in ORT format (minimal builds) gives the same forecast
     r = _edge(
         edge_venv, "pull", cfg.promote.registry, f"{cfg.name}@edge", str(tmp_path / "o"), "--ort"

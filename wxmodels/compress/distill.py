@@ -33,6 +33,8 @@ def apply(
         "history": config.history or spec.net.get("history", 1),
         "members": 1,
     }
+    if config.padding is not None:
+        spec.net["padding"] = config.padding
     spec.overrides = {}
     student = Forecaster(
         spec, valid=model.valid.view(spec.grid).numpy(), statics=model.statics[0].numpy()

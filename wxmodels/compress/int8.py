@@ -20,6 +20,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from wxmodels.compress.common import CompressContext
 from wxmodels.compress.registry import Method, register_method
 from wxmodels.config.methods import Int8Config
+from wxmodels.export.lean import LEAN_TAG
 
 __all__ = ["Int8Config", "apply"]
 
@@ -55,10 +56,17 @@ def _weight_nodes(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
 
 def _edge_convs(path: Path, which: list[str]) -> list[str]:
     """Names of the first and/or last weight layers of the graph (topological order): the
-    first conv or patch embedding, the last conv or patch recovery."""
-    nodes = [n.name for n in _weight_nodes(onnx.load(str(path)).graph)]
-    out = []
-    if nodes and "first" in which:
+    first conv or patch embedding, the last conv or patch recovery.
+
+    In a lean graph (:mod:`wxmodels.export.lean`) the layers that take the raw fields (their
+    names carry ``LEAN_TAG``) are always left in float: one tensor holds physical values of
+    very different ranges (kelvin beside kg/kg), which one int8 scale cannot represent. They
+    are the graph's first layers."""
+    weights = _weight_nodes(onnx.load(str(path)).graph)
+    raw = [n.name for n in weights if f"/{LEAN_TAG}" in n.name]
+    nodes = [n.name for n in weights if f"/{LEAN_TAG}" not in n.name]
+    out = list(raw)
+    if nodes and "first" in which and not raw:
         out.append(nodes[0])
     if nodes and "last" in which:
         out.append(nodes[-1])
@@ -79,6 +87,10 @@ def learned_ranges(
     if not ranges:
         return {}
     convs = {_module_of(n): n for n in _weight_nodes(onnx.load(str(path)).graph)}
+    # a layer the lean form folded into one on the raw fields (kept in float) has no range
+    ranges = {
+        f: r for f, r in ranges.items() if f"{f.rsplit('.', 1)[0]}.{LEAN_TAG}conv" not in convs
+    }
     missing = sorted(set(ranges) - set(convs))
     if missing:
         raise ValueError(f"int8: learned ranges name layers the graph lacks: {missing[:5]}")

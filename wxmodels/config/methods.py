@@ -94,6 +94,10 @@ class DistillConfig(Strict):
     rollout_steps: int | None = Field(None, ge=2, le=1000)
     lr: float | None = Field(None, gt=0, le=10)
     """Learning rate (the teacher's when ``None``)."""
+    padding: Literal["auto", "reflect", "periodic", "zeros"] | None = None
+    """The student's edge handling (the teacher's when ``None``). ``zeros`` (the normalised
+    anomaly's climatological value at the boundary) needs no ``Pad`` node: the exported core
+    stays in onnxruntime's blocked layout, the cheapest graph at batch 1."""
 
     @model_validator(mode="after")
     def _student(self) -> DistillConfig:

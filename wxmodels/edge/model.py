@@ -70,6 +70,27 @@ class EdgeModel:
             )
         return sorted({int(x / self.step_hours) for x in leads_h})
 
+    def valid_cells(self) -> np.ndarray:
+        """``(H, W)`` bool: the cells the model forecasts (it returns NaN elsewhere), found by
+        one call on a finite input (the mask is the model's own, in no file of its own)."""
+        if getattr(self, "_valid", None) is None:
+            shape = (1, self.history, len(self.variables), *self.io.shape)
+            out = self.runner(np.ones(shape, np.float32), np.array([4.8e5], np.float32))
+            self._valid = np.isfinite(out[0]).all(axis=0)
+        return self._valid
+
+    def check_missing(self, state: np.ndarray) -> None:
+        """Refuse input with a missing (non-finite) value at a cell the model forecasts: the
+        model has no way to fill it, and what it returned would be a guess."""
+        bad = ~np.isfinite(state[..., self.valid_cells()])
+        if bad.any():
+            per_var = bad.sum(axis=(0, 1, 3))
+            which = {v: int(n) for v, n in zip(self.variables, per_var, strict=True) if n}
+            raise DataError(
+                f"the input has missing values at cells the model forecasts (count per "
+                f"variable: {which}); fill or mask them before forecasting"
+            )
+
     def forecast(
         self, state: np.ndarray, init_hours: np.ndarray, leads_h: list[float]
     ) -> np.ndarray:
@@ -79,4 +100,5 @@ class EdgeModel:
         want = (self.history, len(self.variables), *self.io.shape)
         if state.ndim != 5 or tuple(state.shape[1:]) != want:
             raise DataError(f"input shape {tuple(state.shape)}: the model takes (B, *{want})")
+        self.check_missing(state)
         return rollout(self.runner, state, init_hours, self.steps(leads_h), self.step_hours)

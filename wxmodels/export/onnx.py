@@ -33,16 +33,30 @@ def _names(model: nn.Module) -> list[str]:
 
 
 def export_onnx(
-    model: Forecaster, path: str | Path, *, opset: int = 17, dynamo: bool = False
+    model: Forecaster,
+    path: str | Path,
+    *,
+    opset: int = 17,
+    dynamo: bool = False,
+    lean: bool = True,
 ) -> Path:
     """Export a forecaster with a dynamic batch dimension.
+
+    ``lean`` (the default) exports its lean form (:mod:`wxmodels.export.lean`: input assembly,
+    statics, normalisation and output folded into a few layers) where the core allows it; the
+    same function wherever the inputs are finite at the valid cells.
 
     The TorchScript-based exporter (``dynamo=False``, opset 17) is the default: it is ~15x faster
     to run here and matches torch to ~2e-7 like the dynamo exporter (``dynamo=True``, opset 20).
     """
+    from wxmodels.export.lean import lean_forecaster
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval().cpu()
+    spec = model.spec
+    if lean:
+        model = lean_forecaster(model) or model  # type: ignore[assignment]
     hist, nv = model.history, len(model.spec.variables)
     h, w = model.spec.grid
     args = [torch.zeros(1, hist, nv, h, w), torch.full((1,), 4.7e5)]
@@ -74,7 +88,7 @@ def export_onnx(
                 dynamo=False,
                 dynamic_axes={k: {0: "batch"} for k in (*names, OUTPUT)},
             )
-    return stamp_io(path, ModelIO.from_spec(model.spec))
+    return stamp_io(path, ModelIO.from_spec(spec))
 
 
 def torch_feeds(model: Forecaster, feeds: dict[str, np.ndarray]) -> tuple[torch.Tensor, ...]:

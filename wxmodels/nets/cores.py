@@ -58,8 +58,10 @@ class UNetCore(nn.Module):
             x = F.interpolate(x, scale_factor=2.0, mode="nearest")
             x = self.dec[i](torch.cat([x, skips[i]], dim=1))
         x = self.head(x)
-        h, w = self.grid
-        return x[..., :h, :w]
+        if ph or pw:
+            h, w = self.grid
+            x = x[..., :h, :w]
+        return x
 
 
 class ResNetCore(nn.Module):
