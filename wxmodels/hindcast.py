@@ -191,20 +191,27 @@ def _open_or_create(plan: HindcastPlan, *, overwrite: bool) -> set[int]:
 
 
 def run_block(plan: HindcastPlan, k: int, threads: int = 1) -> dict[str, Any]:
-    """Forecast block ``k`` and write its region, then its done-marker."""
+    """Forecast block ``k`` and write its region, then its done-marker.
+
+    The block's reads run in its own process (Dask's synchronous scheduler): on a cluster the
+    task is the unit of parallelism, and a read handed back to the cluster from inside a task
+    would queue behind the other blocks and cross processes for nothing."""
+    import dask
+
     from wxmodels.predict import forecast
 
     t = time.perf_counter()
     inits = plan.block_inits(k)
-    ds = forecast(
-        plan.model_dir,
-        plan.source,
-        inits,
-        plan.leads_h,
-        runtime=plan.runtime,  # type: ignore[arg-type]
-        batch_size=plan.block,
-        threads=threads,
-    )
+    with dask.config.set(scheduler="synchronous"):
+        ds = forecast(
+            plan.model_dir,
+            plan.source,
+            inits,
+            plan.leads_h,
+            runtime=plan.runtime,  # type: ignore[arg-type]
+            batch_size=plan.block,
+            threads=threads,
+        )
     lo = k * plan.block
     region = {
         "forecast_reference_time": slice(lo, lo + len(inits)),

@@ -537,7 +537,10 @@ def test_edge_runtime_in_a_bare_environment_gives_the_pipeline_s_forecast(
     assert info["file"] == "model.onnx" and not (dest / "model.ort").exists()
     edge = man["deploy"]["edge"]
     assert edge["file"] == "model.onnx" and edge["ort"] and 10 < edge["peak_rss_mb"] < 500
-    assert "pip install 'wxcompress[edge]'" in (dest / "card.md").read_text()
+    card = (dest / "card.md").read_text()
+    assert "pip install 'wxcompress[edge]'" in card
+    b16 = man["metrics"]["latency_ms_batch16"]
+    assert f"throughput {16e3 / b16:,.0f} steps/s at batch 16" in card
     start = "2024-01-08T06:00"
     _analyses(cfg, start, info["history"], tmp_path / "an.npz")
     out = tmp_path / "edge.npz"

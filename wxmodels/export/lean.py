@@ -58,37 +58,123 @@ class _Clock:
     tf: torch.Tensor | None = None
 
 
-class _TimeField(nn.Module):
-    """``tf @ M1 + M0`` reshaped to a field: the response of a linear layer to the constant
-    inputs (``M0``) and to each time feature (rows of ``M1``)."""
+class _Consts(nn.Module):
+    """The core's constant inputs, built from compact buffers when called: row 0 the
+    normalisation offsets at the valid cells and the static fields, row ``1 + j`` the same
+    plus time feature ``j`` set to 1 (the others 0). Everything computed from them is constant,
+    so onnxruntime evaluates it once when it loads the model; the file keeps the layers'
+    own weights (clustered weights stay clustered)."""
 
-    m0: torch.Tensor
-    m1: torch.Tensor | None
-
-    def __init__(self, m0: torch.Tensor, m1: torch.Tensor | None, shape: tuple[int, ...]):
+    def __init__(self, m: Forecaster, offsets: torch.Tensor, idx_tf: list[int], pad_hw):
         super().__init__()
-        self.shape = shape
-        self.register_buffer("m0", m0.reshape(1, -1).contiguous())
-        self.register_buffer("m1", None if m1 is None else m1.reshape(m1.shape[0], -1).contiguous())
+        cin = offsets.numel()
+        self.register_buffer("offsets", offsets.float().view(1, cin, 1, 1))
+        self.register_buffer("valid", m.valid.float().view(1, 1, *m.valid.shape[-2:]))
+        self.register_buffer("lat", m.lat_feature.clone())
+        self.register_buffer("lon", m.lon_feature.clone())
+        self.register_buffer("statics", m.statics.clone())
+        onehot = torch.zeros(len(idx_tf), cin)
+        for j, c in enumerate(idx_tf):
+            onehot[j, c] = 1.0
+        self.register_buffer("onehot", onehot.view(len(idx_tf), cin, 1, 1))
+        self.static_at = int(m.history * len(m.spec.variables))
+        self.pad_hw = tuple(pad_hw)
+
+    def forward(self, padded: bool = True) -> torch.Tensor:
+        valid = self.valid
+        h, w = valid.shape[-2:]
+        z = self.offsets * valid
+        st = torch.cat(
+            [self.lat.expand(1, 1, h, w), self.lon.expand(1, 1, h, w), valid, self.statics], 1
+        )
+        a, n = self.static_at, st.shape[1]
+        z = torch.cat([z[:, :a], st, z[:, a + n :]], 1)
+        if self.onehot.shape[0]:
+            z = torch.cat([z, z + self.onehot], 0)
+        ph, pw = self.pad_hw
+        if padded and (ph or pw):  # the U-Net pads its input (replicate) to a multiple of 2**depth
+            z = F.pad(z, (0, pw, 0, ph), mode="replicate")
+        return z
+
+
+class _RawConv(nn.Module):
+    """A conv on the raw fields: the layer's own weights composed with the input map ``a``
+    (``(cin, n_raw)``), without bias (the bias is in the constant field)."""
+
+    def __init__(self, conv: nn.Module, a: torch.Tensor):
+        super().__init__()
+        if isinstance(conv, LowRankConv2d):
+            inner, self.second = conv.first, conv.second
+        elif isinstance(conv, nn.Conv2d) and conv.groups == 1:
+            inner, self.second = conv, None
+        else:
+            raise TypeError(f"cannot fold {type(conv).__name__}")
+        self.inner = inner
+        self.register_buffer("a", a.float().contiguous())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c: Any = self.inner
+        weight = torch.einsum("oikl,ir->orkl", c.weight, self.a)
+        y = F.conv2d(x, weight, None, c.stride, c.padding, c.dilation)
+        return y if self.second is None else F.conv2d(y, self.second.weight)
+
+
+class _Field(nn.Module):
+    """``layer``'s output on the constant inputs plus ``tf`` times its response to each time
+    feature: ``(B or 1, C, H, W)``; constant but for the ``(B, 4) @ (4, C*H*W)`` product."""
+
+    def __init__(self, layer: nn.Module, consts: _Consts, padded: bool):
+        super().__init__()
+        self.layer = layer
+        self.consts = [consts]  # shared, not a child (its buffers belong to the lean model)
+        self.padded = padded
 
     def forward(self, tf: torch.Tensor | None) -> torch.Tensor:
-        if self.m1 is None or tf is None:
-            return self.m0.view(1, *self.shape)
-        return (tf @ self.m1 + self.m0).view(-1, *self.shape)
+        rows = self.layer(self.consts[0](self.padded))
+        if tf is None or rows.shape[0] == 1:
+            return rows[:1]
+        c, h, w = rows.shape[1:]
+        resp = (rows[1:] - rows[:1]).reshape(rows.shape[0] - 1, -1)
+        return (tf @ resp + rows[:1].reshape(1, -1)).view(-1, c, h, w)
 
 
 class _FoldedConv(nn.Module):
-    """A core's first conv on the raw fields: ``conv(pad(raw)) + field(tf)``."""
+    """A core's first conv on the raw fields: ``conv(pad(raw)) + field(tf)``, the field being
+    the layer's response (as trained) to the constant inputs and to each time feature."""
 
-    def __init__(self, pad: nn.Module, conv: nn.Module, field: _TimeField, clock: _Clock):
+    def __init__(self, first: PaddedConv, a: torch.Tensor, consts: _Consts, clock: _Clock):
         super().__init__()
-        self.pad = pad
-        self.lean_conv = conv
-        self.lean_time = field
+        self.pad = first.pad
+        self.lean_conv = _RawConv(first.conv, a)
+        self.lean_field = _Field(first, consts, padded=True)
         self.clock = clock
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.lean_conv(self.pad(x)) + self.lean_time(self.clock.tf)
+        return self.lean_conv(self.pad(x)) + self.lean_field(self.clock.tf)
+
+
+class _OutPath(nn.Module):
+    """Damped persistence and the pointwise linear path on the raw fields: one 1 x 1 conv
+    (``base`` plus the linear path's weights composed with the input map and the tendency
+    scale) and the linear path's constant field."""
+
+    def __init__(
+        self, base: torch.Tensor, skip: nn.Module | None, a, tstd, consts: _Consts
+    ) -> None:
+        super().__init__()
+        self.register_buffer("base", base)
+        self.register_buffer("a", a.float())
+        self.register_buffer("tstd", tstd.clone())
+        self.skip = skip
+        self.field = _Field(skip, consts, padded=False) if skip is not None else None
+
+    def forward(self, raw: torch.Tensor, tf: torch.Tensor | None) -> torch.Tensor:
+        if self.skip is None or self.field is None:
+            return F.conv2d(raw, self.base)
+        w_skip: Any = self.skip.weight
+        tstd = self.tstd.view(-1, 1, 1, 1)
+        weight = self.base + torch.einsum("oikl,ir->orkl", w_skip, self.a) * tstd
+        return F.conv2d(raw, weight) + self.field(tf) * self.tstd
 
 
 def _first_convs(core: nn.Module) -> list[tuple[nn.Module, str]] | None:
@@ -111,60 +197,26 @@ def _unet_padding(core: nn.Module) -> tuple[int, int]:
     return first.pad_hw if isinstance(first, UNetCore) else (0, 0)
 
 
-def _heads(core: nn.Module) -> list[nn.Module]:
-    members: Any = core.members if isinstance(core, EnsembleCore) else [core]
-    return [m.head.conv for m in members]
-
-
-def _scale_out(conv: Any, scale: torch.Tensor) -> None:
-    """Multiply a conv's (or a low-rank conv's) output channels by ``scale``."""
-    last = conv.second if isinstance(conv, LowRankConv2d) else conv
-    last.weight.mul_(scale.view(-1, *([1] * (last.weight.dim() - 1))))
-    if last.bias is not None:
-        last.bias.mul_(scale)
-
-
-def _fold_weights(conv: Any, a: torch.Tensor) -> nn.Module:
-    """A bias-free copy of ``conv`` acting on the raw fields: input channels mapped by ``a``
-    (``(cin, n_raw)``: the core's input channels as linear functions of the raw ones)."""
-    if isinstance(conv, LowRankConv2d):
-        first: Any = conv.first
-        second = conv.second
-        k, rank = first.kernel_size, first.out_channels
-        out = LowRankConv2d(a.shape[1], second.out_channels, k, rank, bias=False)
-        out.first.weight.copy_(torch.einsum("oikl,ir->orkl", first.weight, a))
-        out.first.stride, out.first.padding = first.stride, first.padding
-        out.first.dilation = first.dilation
-        out.second.weight.copy_(second.weight)
-        return out
-    if not isinstance(conv, nn.Conv2d) or conv.groups != 1:
-        raise TypeError(f"cannot fold {type(conv).__name__}")
-    c: Any = conv
-    new = nn.Conv2d(
-        a.shape[1],
-        c.out_channels,
-        c.kernel_size,
-        stride=c.stride,
-        padding=c.padding,
-        dilation=c.dilation,
-        bias=False,
-    )
-    new.weight.copy_(torch.einsum("oikl,ir->orkl", c.weight, a))
-    return new
-
-
 def _zero_padding_inside(core: nn.Module) -> None:
-    """Zero padding as the convs' own padding (no separate ``Pad`` node)."""
-    for mod in core.modules():
-        if not isinstance(mod, PaddedConv | _FoldedConv) or not isinstance(mod.pad, DomainPad):
+    """Zero padding as the convs' own padding (no separate ``Pad`` node). A folded first conv
+    and the layer it came from share their conv: both lose their ``Pad``."""
+    for mod in list(core.modules()):
+        if isinstance(mod, PaddedConv):
+            conv: Any = mod.conv.first if isinstance(mod.conv, LowRankConv2d) else mod.conv
+        elif isinstance(mod, _FoldedConv):
+            conv = mod.lean_conv.inner
+        else:
             continue
-        if mod.pad.mode != "zeros" or mod.pad.p == 0:
+        pad = mod.pad
+        if not isinstance(pad, DomainPad) or pad.mode != "zeros" or pad.p == 0:
             continue
-        conv = mod.conv if isinstance(mod, PaddedConv) else mod.lean_conv
-        inner = conv.first if isinstance(conv, LowRankConv2d) else conv
-        if isinstance(inner, nn.Conv2d) and inner.padding == (0, 0):
-            inner.padding = (mod.pad.p, mod.pad.p)
-            mod.pad = nn.Identity()
+        if not isinstance(conv, nn.Conv2d):
+            continue
+        if conv.padding == (0, 0):
+            conv.padding = (pad.p, pad.p)
+        elif conv.padding != (pad.p, pad.p):
+            continue
+        mod.pad = nn.Identity()
 
 
 class LeanForecaster(nn.Module):
@@ -212,76 +264,29 @@ class LeanForecaster(nn.Module):
         else:
             for k in range(nx):
                 a[k, k], b[k] = 1 / std[k % nv], -mean[k % nv] / std[k % nv]
-        valid = m.valid.to(torch.float64).view(1, 1, h, w)
-        # row 0: the constant inputs; row 1 + j: time feature j alone (the others 0)
-        rows = 1 + len(idx_tf)
-        z = (b.view(1, -1, 1, 1) * valid).repeat(rows, 1, 1, 1)
-        z[:, nx : nx + 3 + ns] = torch.cat(
-            [
-                m.lat_feature.double().expand(1, 1, h, w),
-                m.lon_feature.double().expand(1, 1, h, w),
-                valid,
-                m.statics.double(),
-            ],
-            1,
-        )
-        for j, c in enumerate(idx_tf):
-            z[1 + j, c] = 1.0
         firsts = _first_convs(m.core)
         if firsts is None or m.spatial is not None:
             raise TypeError("the lean form folds the built-in conv cores without a spatial path")
-        tstd = m.tendency_std.view(-1)
-        with torch.no_grad():
-            zc = z
-            ph, pw = _unet_padding(m.core)
-            if ph or pw:  # the U-Net pads its input (replicate) to a multiple of 2**depth
-                zc = F.pad(zc, (0, pw, 0, ph), mode="replicate")
-            for parent, attr in firsts:
-                first: PaddedConv = getattr(parent, attr)
-                # the constant responses in double precision, from the layer itself
-                field = copy.deepcopy(first).double()(zc).float()
-                resp = field - field[0:1] if rows > 1 else None
-                folded = _fold_weights(first.conv, a.float())
-                shape = tuple(field.shape[1:])
-                setattr(
-                    parent,
-                    attr,
-                    _FoldedConv(
-                        first.pad,
-                        folded,
-                        _TimeField(field[0], None if resp is None else resp[1:], shape),
-                        self.clock,
-                    ),
-                )
-            for head in _heads(m.core):
-                _scale_out(head, tstd)
-            # the pointwise path and the persistence on the raw fields, as one 1 x 1 conv
-            wout = torch.zeros(nv, n_raw, dtype=torch.float64)
-            if m.skip is not None:
-                wout += (m.skip.weight[:, :, 0, 0].double() @ a) * tstd.double().view(-1, 1)
-                skip64 = copy.deepcopy(m.skip).double()
-                sfield = (skip64(z) * tstd.double().view(1, -1, 1, 1)).float()
-            else:
-                sfield = torch.zeros(rows, nv, h, w)
-            last = (hist - 1) * nv
-            if m.climatology:
-                rho = torch.sigmoid(m.damping_logit).view(-1).double()
-                for v in range(nv):
-                    wout[v, last + v] += rho[v]
-                    wout[v, nx + last + v] -= rho[v]
-                    wout[v, nx + hist * nv + v] += 1.0
-            else:
-                for v in range(nv):
-                    wout[v, last + v] += 1.0
-            self.lean_out = nn.Conv2d(n_raw, nv, 1, bias=False)
-            self.lean_out.weight.copy_(wout.float()[:, :, None, None])
-            sresp = sfield - sfield[0:1] if rows > 1 else None
-            self.lean_time = _TimeField(sfield[0], None if sresp is None else sresp[1:], (nv, h, w))
+        self.lean_consts = _Consts(m, b, idx_tf, _unet_padding(m.core))
+        for parent, attr in firsts:
+            first: PaddedConv = getattr(parent, attr)
+            setattr(parent, attr, _FoldedConv(first, a, self.lean_consts, self.clock))
+        base = torch.zeros(nv, n_raw, 1, 1)
+        last = (hist - 1) * nv
+        if m.climatology:
+            rho = torch.sigmoid(m.damping_logit).detach().view(-1)
+            for v in range(nv):
+                base[v, last + v] += rho[v]
+                base[v, nx + last + v] -= rho[v]
+                base[v, nx + hist * nv + v] += 1.0
+        else:
+            for v in range(nv):
+                base[v, last + v] += 1.0
+        self.lean_out = _OutPath(base, m.skip, a, m.tendency_std, self.lean_consts)
+        self.register_buffer("tstd", m.tendency_std.clone())
         _zero_padding_inside(m.core)
         self.core = m.core
-        self.register_buffer("invalid", ~m.valid.view(1, 1, h, w).clone())
-        # NaN at invalid cells, 0 elsewhere: added to the output (cheaper than a Where)
-        self.register_buffer("nan_outside", torch.where(m.valid, 0.0, float("nan")).float())
+        self.register_buffer("valid", m.valid.view(1, 1, h, w).clone())
         self.floored = bool((m.floor > -1e38).any())
         self.register_buffer("floor", m.floor.clone())
         self.register_buffer("zero", torch.zeros(()))
@@ -303,18 +308,21 @@ class LeanForecaster(nn.Module):
             if clim is None:
                 raise ValueError("this forecaster takes the climatology as an input")
             raw = torch.cat([raw, clim.reshape(-1, self.n_raw - nx, h, w)], 1)
-        raw = torch.where(self.invalid, self.zero, raw)
+        raw = torch.where(self.valid, raw, self.zero)
         # sin/cos of hour of day and day of year (cos x = sin(x + pi/2)); times are positive
         self.clock.tf = (
             torch.sin(torch.fmod(time.unsqueeze(1), self.period) * self.freq + self.phase)
             if self.time_features
             else None
         )
-        out = self.core(raw) + self.lean_out(raw) + self.lean_time(self.clock.tf)
+        # the core's tendency (its scale folds into the head at load), persistence and the
+        # pointwise path
+        out = self.core(raw) * self.tstd + self.lean_out(raw, self.clock.tf)
         self.clock.tf = None
         if self.floored:
             out = torch.maximum(out, self.floor)
-        return out + self.nan_outside
+        # NaN at invalid cells, 0 elsewhere: added (cheaper than a Where)
+        return out + torch.where(self.valid, self.zero, self.zero / self.zero)
 
 
 def lean_forecaster(model: Forecaster) -> LeanForecaster | None:

@@ -55,8 +55,9 @@ def export_onnx(
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval().cpu()
     spec = model.spec
-    if lean:
-        model = lean_forecaster(model) or model  # type: ignore[assignment]
+    folded = lean_forecaster(model) if lean else None
+    if folded is not None:
+        model = folded  # type: ignore[assignment]
     hist, nv = model.history, len(model.spec.variables)
     h, w = model.spec.grid
     args = [torch.zeros(1, hist, nv, h, w), torch.full((1,), 4.7e5)]
@@ -86,6 +87,10 @@ def export_onnx(
                 output_names=[OUTPUT],
                 opset_version=opset,
                 dynamo=False,
+                # the lean form's constants are computed from the layers' own weights when
+                # onnxruntime loads the model, so the file keeps those weights as they are
+                # (clustered weights stay on their codebook and pack small)
+                do_constant_folding=folded is None,
                 dynamic_axes={k: {0: "batch"} for k in (*names, OUTPUT)},
             )
     return stamp_io(path, ModelIO.from_spec(spec))

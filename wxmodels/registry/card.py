@@ -73,6 +73,14 @@ def _architecture(arch: dict[str, Any] | None) -> str:
     return f"`{arch.get('arch')}` ({arch.get('family')} family): {shape}{where}"
 
 
+def _throughput(metrics: dict[str, Any]) -> str:
+    """Batch-16 throughput in one-step forecasts per second, one thread."""
+    b16 = metrics.get("latency_ms_batch16")
+    if not isinstance(b16, int | float) or b16 <= 0:
+        return ""
+    return f" (throughput {16e3 / b16:,.0f} steps/s at batch 16)"
+
+
 def _deploy_lines(manifest: dict[str, Any]) -> list[str]:
     edge = manifest.get("deploy", {}).get("edge")
     if not edge:
@@ -121,7 +129,7 @@ def model_card(manifest: dict[str, Any], scorecard: dict[str, Any], model_key: s
         f"- parameters: {metrics.get('params', '-')}",
         f"- deployable size: {deployable_bytes(metrics) or '-'} bytes",
         f"- onnxruntime latency (1 thread, ms): batch 1 {_fmt(metrics.get('latency_ms_batch1'))}"
-        f", batch 16 {_fmt(metrics.get('latency_ms_batch16'))}",
+        f", batch 16 {_fmt(metrics.get('latency_ms_batch16'))}{_throughput(metrics)}",
         *_deploy_lines(manifest),
         f"- gates: {'passed' if gate.get('passed', True) else 'FAILED'}"
         + ("".join(f"\n  - {r}" for r in gate.get("reasons", []))),
