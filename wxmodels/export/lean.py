@@ -65,6 +65,13 @@ class _Consts(nn.Module):
     so onnxruntime evaluates it once when it loads the model; the file keeps the layers'
     own weights (clustered weights stay clustered)."""
 
+    offsets: torch.Tensor
+    valid: torch.Tensor
+    lat: torch.Tensor
+    lon: torch.Tensor
+    statics: torch.Tensor
+    onehot: torch.Tensor
+
     def __init__(self, m: Forecaster, offsets: torch.Tensor, idx_tf: list[int], pad_hw):
         super().__init__()
         cin = offsets.numel()
@@ -100,6 +107,9 @@ class _Consts(nn.Module):
 class _RawConv(nn.Module):
     """A conv on the raw fields: the layer's own weights composed with the input map ``a``
     (``(cin, n_raw)``), without bias (the bias is in the constant field)."""
+
+    a: torch.Tensor
+    second: Any
 
     def __init__(self, conv: nn.Module, a: torch.Tensor):
         super().__init__()
@@ -158,6 +168,11 @@ class _OutPath(nn.Module):
     (``base`` plus the linear path's weights composed with the input map and the tendency
     scale) and the linear path's constant field."""
 
+    base: torch.Tensor
+    a: torch.Tensor
+    tstd: torch.Tensor
+    skip: Any
+
     def __init__(
         self, base: torch.Tensor, skip: nn.Module | None, a, tstd, consts: _Consts
     ) -> None:
@@ -200,6 +215,7 @@ def _unet_padding(core: nn.Module) -> tuple[int, int]:
 def _zero_padding_inside(core: nn.Module) -> None:
     """Zero padding as the convs' own padding (no separate ``Pad`` node). A folded first conv
     and the layer it came from share their conv: both lose their ``Pad``."""
+    mod: Any
     for mod in list(core.modules()):
         if isinstance(mod, PaddedConv):
             conv: Any = mod.conv.first if isinstance(mod.conv, LowRankConv2d) else mod.conv
@@ -223,8 +239,8 @@ class LeanForecaster(nn.Module):
     """The forecaster's step as the lean graph computes it (see the module docstring); build it
     with :func:`lean_forecaster`. Same signature and outputs as the forecaster."""
 
-    invalid: torch.Tensor
-    nan_outside: torch.Tensor
+    valid: torch.Tensor
+    tstd: torch.Tensor
     floor: torch.Tensor
     zero: torch.Tensor
     period: torch.Tensor
