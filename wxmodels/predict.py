@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import shutil
@@ -179,6 +180,17 @@ def parse_starts(text: str) -> list[str]:
     return starts
 
 
+@functools.lru_cache(maxsize=2)
+def _runner(
+    model_dir: str, runtime: str, threads: int, sha256: str
+) -> _TorchRunner | OrtForecaster:
+    """The model of a pulled directory, loaded once per process (``sha256`` of its ONNX file
+    keys the cache: a directory holds one immutable version)."""
+    if runtime == "torch":
+        return _TorchRunner(Path(model_dir), threads)
+    return OrtForecaster(Path(model_dir) / "model.onnx", threads=threads)
+
+
 def forecast(
     model_dir: str | Path,
     source: str,
@@ -223,14 +235,17 @@ def forecast(
         raise DataError(
             f"the input grid {len(lat)}x{len(lon)} is not the model's {sig['grid']['shape']}"
         )
-    if runtime == "torch":
-        if not (model_dir / "model.safetensors").exists():
-            raise DataError(f"{model_dir} has no model.safetensors (pulled --packed?)")
-        runner: _TorchRunner | OrtForecaster = _TorchRunner(model_dir, threads)
-    else:
-        runner = ort = OrtForecaster(model_dir / "model.onnx", threads=threads)
-        if ort.variables is not None and ort.variables != variables:
-            raise DataError(f"{ref}: model.onnx and its description disagree on the variables")
+    if runtime == "torch" and not (model_dir / "model.safetensors").exists():
+        raise DataError(f"{model_dir} has no model.safetensors (pulled --packed?)")
+    # one session per process and model: a hindcast's blocks reuse it
+    sha = man["files"]["model.onnx"]["sha256"]
+    runner = _runner(str(model_dir.resolve()), runtime, threads, sha)
+    if (
+        isinstance(runner, OrtForecaster)
+        and runner.variables is not None
+        and runner.variables != variables
+    ):
+        raise DataError(f"{ref}: model.onnx and its description disagree on the variables")
     steps = sorted({int(lead / step) for lead in leads_h})
     data = np.empty((len(starts), len(steps), len(variables), len(lat), len(lon)), np.float32)
     for b0 in range(0, len(starts), batch_size):
