@@ -163,7 +163,7 @@ def measure_registry(
         if not d.exists():
             subprocess.run(
                 [str(venv / "bin" / "wxc-edge"), "pull", registry, f"{model}@{aliases[prof]}",
-                 str(d)],
+                 str(d), "--all"],
                 check=True, cwd=work,
             )  # fmt: skip
         man = json.loads((d / "manifest.json").read_text())
@@ -261,11 +261,13 @@ def _ms(xs: list[float]) -> str:
 
 def report(res: dict, cmd: str) -> str:
     seeds = res["seeds"]
+    has_ort = any(x.get("batch1_ort") for sd in seeds for x in sd["profiles"].values())
     rows = [
         "| seed | profile | cell (recipe) | .onnx bytes | packed bytes | smaller (packed) "
-        "| batch 1 ms (p10-p90) | faster | .ort batch 1 ms | batch 16 ms/init "
-        "| peak RSS MB (wxc-edge) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| batch 1 ms (p10-p90) | faster | "
+        + (".ort batch 1 ms | " if has_ort else "")
+        + "batch 16 ms/init | peak RSS MB (wxc-edge) |",
+        "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if has_ort else ""),
     ]
     agg: dict[str, dict[str, list[float]]] = {}
     skill: dict[str, dict[str, list[dict[str, float]]]] = {}
@@ -279,8 +281,9 @@ def report(res: dict, cmd: str) -> str:
             rows.append(
                 f"| {k} | {name} | {x['cell'] or name} (`{x['recipe']}`) | {x['onnx_bytes']} | "
                 f"{pack} | {smaller:.1f}x | {b1['median_ms']:.3f} ({b1['p10_ms']:.3f}-"
-                f"{b1['p90_ms']:.3f}) | {faster:.1f}x | {bo['median_ms']:.3f} | "
-                f"{x['batch16_per_init_ms']:.3f} | {x['edge_peak_rss_mb']:.0f} |"
+                f"{b1['p90_ms']:.3f}) | {faster:.1f}x | "
+                + (f"{bo['median_ms']:.3f} | " if has_ort else "")
+                + f"{x['batch16_per_init_ms']:.3f} | {x['edge_peak_rss_mb']:.0f} |"
             )
             a = agg.setdefault(name, {"smaller": [], "faster": [], "rss": []})
             a["smaller"].append(smaller)
@@ -327,6 +330,11 @@ def report(res: dict, cmd: str) -> str:
             f"Command: `{cmd}`; machine: {res['machine']}; {len(seeds)} seed(s) (one cycle "
             "each: teacher trained from scratch, every cell built, scored and promoted).",
             "",
+            *(
+                [f"Overrides: {'; '.join(f'`{o}`' for o in res['overrides'])}.", ""]
+                if res.get("overrides")
+                else []
+            ),
             "Session options, the same for every model: onnxruntime CPU, 1 intra-op thread, "
             "sequential, no spinning, full graph optimisation; random states of the model's "
             f"shape; {res['calls']} timed calls per model, interleaved in 20 rounds with the "
