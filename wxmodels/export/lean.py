@@ -131,16 +131,24 @@ class _RawConv(nn.Module):
 
 class _Field(nn.Module):
     """``layer``'s output on the constant inputs plus ``tf`` times its response to each time
-    feature: ``(B or 1, C, H, W)``; constant but for the ``(B, 4) @ (4, C*H*W)`` product."""
+    feature: ``(B or 1, C, H, W)``, times ``scale`` when given; constant but for the
+    ``(B, 4) @ (4, C*H*W)`` product."""
 
-    def __init__(self, layer: nn.Module, consts: _Consts, padded: bool):
+    scale: torch.Tensor | None
+
+    def __init__(
+        self, layer: nn.Module, consts: _Consts, padded: bool, scale: torch.Tensor | None = None
+    ):
         super().__init__()
         self.layer = layer
         self.consts = [consts]  # shared, not a child (its buffers belong to the lean model)
         self.padded = padded
+        self.register_buffer("scale", scale)
 
     def forward(self, tf: torch.Tensor | None) -> torch.Tensor:
         rows = self.layer(self.consts[0](self.padded))
+        if self.scale is not None:
+            rows = rows * self.scale
         if tf is None or rows.shape[0] == 1:
             return rows[:1]
         c, h, w = rows.shape[1:]
@@ -181,7 +189,7 @@ class _OutPath(nn.Module):
         self.register_buffer("a", a.float())
         self.register_buffer("tstd", tstd.clone())
         self.skip = skip
-        self.field = _Field(skip, consts, padded=False) if skip is not None else None
+        self.field = _Field(skip, consts, False, tstd.clone()) if skip is not None else None
 
     def forward(self, raw: torch.Tensor, tf: torch.Tensor | None) -> torch.Tensor:
         if self.skip is None or self.field is None:
@@ -189,7 +197,7 @@ class _OutPath(nn.Module):
         w_skip: Any = self.skip.weight
         tstd = self.tstd.view(-1, 1, 1, 1)
         weight = self.base + torch.einsum("oikl,ir->orkl", w_skip, self.a) * tstd
-        return F.conv2d(raw, weight) + self.field(tf) * self.tstd
+        return F.conv2d(raw, weight) + self.field(tf)
 
 
 def _first_convs(core: nn.Module) -> list[tuple[nn.Module, str]] | None:
@@ -303,6 +311,7 @@ class LeanForecaster(nn.Module):
         _zero_padding_inside(m.core)
         self.core = m.core
         self.register_buffer("valid", m.valid.view(1, 1, h, w).clone())
+        self.masked = not bool(m.valid.all())  # a grid without invalid cells needs no mask
         self.floored = bool((m.floor > -1e38).any())
         self.register_buffer("floor", m.floor.clone())
         self.register_buffer("zero", torch.zeros(()))
@@ -324,7 +333,8 @@ class LeanForecaster(nn.Module):
             if clim is None:
                 raise ValueError("this forecaster takes the climatology as an input")
             raw = torch.cat([raw, clim.reshape(-1, self.n_raw - nx, h, w)], 1)
-        raw = torch.where(self.valid, raw, self.zero)
+        if self.masked:
+            raw = torch.where(self.valid, raw, self.zero)
         # sin/cos of hour of day and day of year (cos x = sin(x + pi/2)); times are positive
         self.clock.tf = (
             torch.sin(torch.fmod(time.unsqueeze(1), self.period) * self.freq + self.phase)
@@ -337,6 +347,8 @@ class LeanForecaster(nn.Module):
         self.clock.tf = None
         if self.floored:
             out = torch.maximum(out, self.floor)
+        if not self.masked:
+            return out
         # NaN at invalid cells, 0 elsewhere: added (cheaper than a Where)
         return out + torch.where(self.valid, self.zero, self.zero / self.zero)
 
