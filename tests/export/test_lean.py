@@ -194,3 +194,17 @@ def test_spec_fields_survive_for_the_exporter():
     assert lean is not None
     assert lean.spec == m.spec and lean.history == m.history and lean.climatology
     assert dataclasses.asdict(lean.spec) == dataclasses.asdict(m.spec)
+
+
+def test_a_grid_without_invalid_cells_needs_no_mask(tmp_path):
+    f = make_fields(nlat=H, nlon=W, masked=False)
+    m = _model(f)
+    lean = lean_forecaster(m)
+    assert lean is not None and not lean.masked
+    state, tm, clim = _inputs(f, m)
+    with torch.no_grad():
+        d = _max_diff(f, m, m(*(torch.from_numpy(x) for x in (state, tm, clim))),
+                      lean(*(torch.from_numpy(x) for x in (state, tm, clim))))  # fmt: skip
+    assert d < TOL, d
+    ops = _optimised_ops(export_onnx(m, tmp_path / "m.onnx"), tmp_path)
+    assert "Where" not in ops and "IsNaN" not in ops
