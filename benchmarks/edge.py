@@ -209,7 +209,7 @@ def measure_registry(
             "pack_bytes": man["files"].get("model.wxpack", {}).get("size"),
             "batch16_per_init_ms": statistics.median(t16[prof]) * 1e3 / 16,
             "edge_peak_rss_mb": rss,
-            "scorecard": man.get("scorecard", {}),
+            "scorecard": _slim(man.get("scorecard", {}), man.get("cell") or prof),
             "cell": man.get("cell"),
         }
     t = out["profiles"].get("teacher")
@@ -223,6 +223,11 @@ def measure_registry(
             REPO,
         )  # fmt: skip
     return out
+
+
+def _slim(card: dict, key: str) -> dict:
+    """The RMSE tables the report compares (this model's and the teacher's)."""
+    return {k: {"rmse": card[k]["rmse"]} for k in {key, "teacher"} if "rmse" in card.get(k, {})}
 
 
 def _last_time(store: str) -> str:

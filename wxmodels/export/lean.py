@@ -8,18 +8,24 @@ damped persistence) is most of an onnxruntime call: dozens of small nodes around
 The lean form computes the same function with:
 
 - **the input's affine map folded into the first conv**: the first conv (and the pointwise
-  linear path) take the raw fields ``[state, clim]``, zeroed at invalid cells, with the
-  normalisation and the anomaly subtraction in their weights;
-- **what is constant folded into one field**: the first layer's response to the static inputs
-  (latitude, longitude, mask, orography...) and to the normalisation offsets, computed once on
-  the (padded) grid; the four time features enter as a ``(B, 4) @ (4, C*H*W)`` product, exact
-  for every padding (a constant channel's response to a padded conv is not constant near the
-  edge under zero padding);
+  linear path) take the raw fields ``[state, clim]``, zeroed at invalid cells (no mask at all on
+  a grid without invalid cells), with the normalisation and the anomaly subtraction composed
+  into their weights;
+- **what is constant is one field**: the first layer's response to the static inputs (latitude,
+  longitude, mask, orography...) and to the normalisation offsets on the (padded) grid; the four
+  time features enter as a ``(B, 4) @ (4, C*H*W)`` product, exact for every padding (a constant
+  channel's response to a padded conv is not constant near the edge under zero padding);
 - **the output folded**: damped persistence toward climatology (``clim(t+1) + rho (x(t) -
   clim(t))``) and the pointwise linear path are one 1 x 1 conv on the raw fields; the tendency
-  scale is in the last layers' weights;
+  scale is a ``Mul`` onnxruntime fuses into the head; the mask is an ``Add`` of a NaN/0 field;
 - **zero padding inside the convs** for models trained with it (no ``Pad`` node, so the whole
   core stays in onnxruntime's blocked layout).
+
+The composed weights and the constant fields are *computed in the graph* from the layers' own
+weights and a few small buffers, and the file is exported without constant folding: onnxruntime
+evaluates them once, when it loads the model. So the file keeps the trained weights as they are
+(a clustered model's weights stay on their codebook and pack as small as before), and the graph
+that runs is the folded one.
 
 Exactness: the same function as the forecaster, to float rounding, wherever the inputs are
 finite at the model's valid cells (what the store guarantees; masked cells may hold anything).
