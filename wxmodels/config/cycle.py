@@ -16,6 +16,7 @@ from wxmodels.config.data import DataConfig, expand
 from wxmodels.config.evaluate import EvaluateConfig, GateConfig
 from wxmodels.config.model import NetConfig, TrainConfig
 from wxmodels.config.runtime import PromoteConfig, RuntimeConfig
+from wxmodels.config.stream import StreamConfig
 from wxmodels.config.teacher import ForeignTeacherConfig
 from wxmodels.errors import ConfigError
 
@@ -35,6 +36,9 @@ class CycleConfig(Strict):
     workdir: str = Field(".wxc/run")
     """Where the run's artifacts go (teacher, candidates, scorecards, reports)."""
     data: DataConfig
+    stream: StreamConfig = StreamConfig()
+    """Reading the store: in memory, or streamed in bounded memory (global grids, long
+    records)."""
     net: NetConfig = NetConfig()
     """The teacher's architecture."""
     train: TrainConfig = TrainConfig()

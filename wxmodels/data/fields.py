@@ -5,17 +5,22 @@ Shapes: ``data`` is ``(T, V, H, W)`` float32 in physical units, NaN outside the 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from wxmodels.config.data import SplitConfig
-from wxmodels.data.stats import ClimAccumulator
+from wxmodels.config.stream import StreamConfig
+from wxmodels.data.lazy import StoreArray, iter_blocks
+from wxmodels.data.stats import ClimAccumulator, Moments
 from wxmodels.data.store import Store
 from wxmodels.errors import DataError
 from wxmodels.schema import LAT, LON, TIME
+from wxmodels.utils import stable_hash
 
 __all__ = ["Fields", "Split", "compute_stats", "fit_climatology", "load_fields", "make_split"]
 
@@ -25,7 +30,8 @@ class Fields:
     """A store's committed fields in memory.
 
     Attributes:
-        data: ``(T, V, H, W)`` float32, physical units.
+        data: ``(T, V, H, W)`` float32, physical units: in memory, or a
+            :class:`~wxmodels.data.lazy.StoreArray` read as it is indexed (streamed).
         hours: ``(T,)`` float64 hours since 1970-01-01.
         variables: canonical names (V).
         lat, lon: ``(H,)``, ``(W,)`` coordinates.
@@ -45,6 +51,11 @@ class Fields:
     complete: np.ndarray
     store_url: str = ""
     store_version: str = ""
+
+    @property
+    def streamed(self) -> bool:
+        """``data`` is read from the store as it is used (not in memory)."""
+        return isinstance(self.data, StoreArray)
 
     @property
     def times(self) -> pd.DatetimeIndex:
@@ -74,25 +85,56 @@ class Fields:
 
 
 def load_fields(
-    store: Store, variables: list[str], *, start: Any = None, end: Any = None
+    store: Store,
+    variables: list[str],
+    *,
+    start: Any = None,
+    end: Any = None,
+    stream: StreamConfig | None = None,
+    cache_dir: str | Path | None = None,
 ) -> Fields:
-    """Load ``variables`` of the committed store between ``start`` and ``end`` (inclusive)."""
+    """Load ``variables`` of the committed store between ``start`` and ``end`` (inclusive).
+
+    With ``stream`` (mode ``stream``, or ``auto`` on fields larger than its threshold) the
+    returned ``data`` is a :class:`~wxmodels.data.lazy.StoreArray` read as it is used; the
+    valid points and complete steps are then found in one pass over the store's chunks
+    (cached in ``cache_dir`` per store version, so the stages of one cycle pay it once).
+    """
     ds = store.open()
     missing = [v for v in variables if v not in ds.data_vars]
     if missing:
         raise DataError(f"store {store.url} lacks {missing} (has {list(ds.data_vars)})")
     if start is not None or end is not None:
         ds = ds.sel({TIME: slice(start, end)})
-    data = np.stack(
-        [ds[v].transpose(TIME, LAT, LON).values.astype(np.float32) for v in variables], axis=1
-    )
     hours = ds[TIME].values.astype("datetime64[s]").astype(np.int64) / 3600.0
-    finite = np.isfinite(data)
-    valid = finite.any(axis=0).all(axis=0)
-    if not valid.any():
-        raise DataError(f"store {store.url}: no grid point is valid for every variable")
-    complete = finite[:, :, valid].all(axis=(1, 2))
     step = float(np.median(np.diff(hours))) if len(hours) > 1 else 1.0
+    grid = (ds.sizes[LAT], ds.sizes[LON])
+    nbytes = len(hours) * len(variables) * grid[0] * grid[1] * 4
+    version = ds.attrs.get("wxc_store_version", "")
+    if _streams(stream, nbytes, start, end):
+        assert stream is not None
+        chunk = ds[variables[0]].encoding.get("chunks", (24,))[0] or 24
+        data: Any = StoreArray(
+            store.url,
+            store.storage_options,
+            list(variables),
+            len(hours),
+            grid,
+            int(chunk),
+            cache_mb=stream.cache_mb,
+            max_read_mb=stream.max_read_mb,
+        )
+        valid, complete = _scan(data, version, cache_dir)
+    else:
+        data = np.stack(
+            [ds[v].transpose(TIME, LAT, LON).values.astype(np.float32) for v in variables],
+            axis=1,
+        )
+        finite = np.isfinite(data)
+        valid = finite.any(axis=0).all(axis=0)
+        if not valid.any():
+            raise DataError(f"store {store.url}: no grid point is valid for every variable")
+        complete = finite[:, :, valid].all(axis=(1, 2))
     return Fields(
         data,
         hours,
@@ -103,8 +145,55 @@ def load_fields(
         np.asarray(valid, bool),
         np.asarray(complete, bool),
         store.url,
-        ds.attrs.get("wxc_store_version", ""),
+        version,
     )
+
+
+def _streams(stream: StreamConfig | None, nbytes: int, start: Any, end: Any) -> bool:
+    if stream is None or stream.mode == "memory" or start is not None or end is not None:
+        return False
+    return stream.mode == "stream" or nbytes > stream.auto_above_mb * 2**20
+
+
+def _scan(
+    data: StoreArray, version: str, cache_dir: str | Path | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(valid (H, W), complete (T,))`` of streamed fields in one pass over the chunks.
+
+    A step's missing cells are kept as a pattern (one packed mask per distinct pattern: the
+    domain's outside, plus one per step with a hole), so the pass holds one chunk and the
+    patterns, never the archive.
+    """
+    key = stable_hash([data.store_url, version, data.variables, data.shape], 16)
+    path = Path(cache_dir) / f"fields-{key}.npz" if cache_dir else None
+    if path is not None and path.exists():
+        with np.load(path) as z:
+            return z["valid"].astype(bool), z["complete"].astype(bool)
+    t, _, h, w = data.shape
+    any_finite = np.zeros(data.shape[1:], bool)
+    patterns: dict[bytes, int] = {}
+    of_step = np.empty(t, np.int64)
+    for lo, hi in iter_blocks(data, 0, t):
+        block = np.isfinite(data[lo:hi])
+        any_finite |= block.any(axis=0)
+        holes = ~block.all(axis=1)  # (n, H, W): a variable missing
+        for k in range(hi - lo):
+            packed = np.packbits(holes[k]).tobytes()
+            of_step[lo + k] = patterns.setdefault(packed, len(patterns))
+    valid = np.asarray(any_finite.all(axis=0), bool)
+    if not valid.any():
+        raise DataError(f"store {data.store_url}: no grid point is valid for every variable")
+    hole_at_valid = np.zeros(len(patterns), bool)
+    for packed, j in patterns.items():
+        mask = np.unpackbits(np.frombuffer(packed, np.uint8), count=h * w).reshape(h, w)
+        hole_at_valid[j] = bool((mask.astype(bool) & valid).any())
+    complete = ~hole_at_valid[of_step]
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + f".{os.getpid()}.partial.npz")
+        np.savez(tmp, valid=valid, complete=complete)
+        tmp.replace(path)
+    return valid, complete
 
 
 @dataclass
@@ -164,19 +253,15 @@ def _checked(split: Split, n: int, cfg: SplitConfig) -> Split:
 
 
 def compute_stats(fields: Fields, part: tuple[int, int]) -> dict[str, list[float]]:
-    """Per-variable mean, std and std of one-step tendencies over ``part``, valid points only."""
-    x = fields.data[part[0] : part[1]][:, :, fields.valid]  # (T, V, P)
-    mean = np.nanmean(x, axis=(0, 2))
-    std = np.nanstd(x, axis=(0, 2))
-    dx = np.diff(x, axis=0)
-    tstd = np.nanstd(dx, axis=(0, 2))
-    std = np.where(std > 0, std, 1.0)
-    tstd = np.where(tstd > 0, tstd, std)
-    return {
-        "mean": mean.astype(float).tolist(),
-        "std": std.astype(float).tolist(),
-        "tendency_std": tstd.astype(float).tolist(),
-    }
+    """Per-variable mean, std and std of one-step tendencies over ``part``, valid points only
+    (accumulated block by block: bounded memory on streamed fields)."""
+    mom = Moments.empty(len(fields.variables))
+    prev = None
+    for lo, hi in iter_blocks(fields.data, part[0], part[1]):
+        block = np.asarray(fields.data[lo:hi])
+        mom.add(block, prev, fields.valid)
+        prev = block[-1]
+    return mom.normalisation()
 
 
 def fit_climatology(
@@ -189,5 +274,6 @@ def fit_climatology(
     than a year fall back to a smoothed hour-of-day climatology.
     """
     acc = ClimAccumulator(len(fields.variables), fields.valid.shape, n_annual, n_diurnal)
-    acc.add(fields.data[part[0] : part[1]], fields.hours[part[0] : part[1]], fields.valid)
+    for lo, hi in iter_blocks(fields.data, part[0], part[1]):
+        acc.add(np.asarray(fields.data[lo:hi]), fields.hours[lo:hi], fields.valid)
     return acc

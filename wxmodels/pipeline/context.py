@@ -6,13 +6,14 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import dask
-import numpy as np
 import torch
 
 from wxmodels.config.cycle import CycleConfig
 from wxmodels.data.fields import Fields, Split, load_fields, make_split
+from wxmodels.data.lazy import ClimArray
 from wxmodels.data.stats import Climatology
 from wxmodels.data.store import Store
 from wxmodels.nets.forecaster import Forecaster, load_forecaster
@@ -49,7 +50,12 @@ def load_run_data(cfg: CycleConfig) -> RunData:
     # read in this process: inside a Dask worker, dask would otherwise send the read's chunks
     # back to the (busy, one-thread) cluster as tasks of their own
     with dask.config.set(scheduler="synchronous"):
-        fields = load_fields(store, cfg.data.variables)
+        fields = load_fields(
+            store,
+            cfg.data.variables,
+            stream=cfg.stream,
+            cache_dir=Path(cfg.workdir) / "cache",
+        )
     return RunData(fields, make_split(fields, cfg.data.split), store)
 
 
@@ -59,11 +65,21 @@ def model_climatology(model_dir: str | Path) -> Climatology | None:
     return Climatology.from_netcdf(p) if p.exists() else None
 
 
-def clim_all(fields: Fields, clim: Climatology | None) -> np.ndarray | None:
-    """The climatology at every time of ``fields`` ``(T, V, H, W)``, in their variable order."""
+def clim_all(fields: Fields, clim: Climatology | None) -> Any:
+    """The climatology at every time of ``fields`` ``(T, V, H, W)``, in their variable order
+    (evaluated as it is indexed, a :class:`~wxmodels.data.lazy.ClimArray`, when the fields
+    are streamed)."""
     if clim is None:
         return None
-    return clim.select(fields.variables).evaluate(fields.hours, fields.valid)
+    sel = clim.select(fields.variables)
+    if fields.streamed:
+        return ClimArray(
+            lambda h: sel.evaluate(h, fields.valid),
+            fields.hours,
+            len(fields.variables),
+            fields.valid.shape,
+        )
+    return sel.evaluate(fields.hours, fields.valid)
 
 
 def load_teacher(teacher_dir: str | Path) -> tuple[Forecaster, TeacherRecord]:

@@ -15,6 +15,7 @@ import xarray as xr
 
 from wxmodels.config.cycle import CycleConfig
 from wxmodels.data.fields import Fields, fit_climatology
+from wxmodels.data.lazy import ClimArray
 from wxmodels.errors import DataError
 from wxmodels.export.onnx import OrtForecaster, measure_latency
 from wxmodels.pipeline import champion
@@ -167,7 +168,10 @@ def setup(cfg: CycleConfig) -> Setup:
     seeps = {}
     if PRECIP in f.variables:
         a, b = run.split.train
-        rate = f.data[a:b, f.variables.index(PRECIP)]
+        steps_fit = np.arange(a, b)
+        if f.streamed:  # evenly spaced steps of the training window: bounded memory
+            steps_fit = spaced(steps_fit, cfg.stream.max_fit_inits)
+        rate = f.data[steps_fit, f.variables.index(PRECIP)]
         seeps[PRECIP] = seeps_climatology(rate, f.valid, cfg.evaluate.seeps_dry_mm / f.step_hours)
     return Setup(run, inits, steps, truth, clim, clim_at, seeps, _regions(cfg, run))
 
@@ -268,6 +272,7 @@ def score_baselines(cfg: CycleConfig) -> BaselineScores:
                 s.steps,
                 s.run.split.inits(f, "train", history=2, lead_steps=max(s.steps)),
                 s.run.split.inits(f, "val", history=2, lead_steps=max(s.steps)),
+                max_fit=cfg.stream.max_fit_inits if f.streamed else None,
             )
         )
     return BaselineScores(
@@ -286,11 +291,16 @@ def regression_forecasts(
     steps: list[int],
     train: np.ndarray,
     val: np.ndarray,
+    *,
+    max_fit: int | None = None,
 ) -> dict[str, xr.Dataset]:
     """The regression baselines ``names``, fitted on ``fit_on`` at the ``train`` inits (ridge
-    tuned at the ``val`` inits), forecasting ``fields`` from ``inits``."""
-    call_fit = clim_at(fit_on.hours)
-    call = call_fit if fit_on is fields else clim_at(fields.hours)
+    tuned at the ``val`` inits), forecasting ``fields`` from ``inits``. ``max_fit``: fit on
+    at most that many of them (evenly spaced), for streamed fields."""
+    if max_fit is not None:
+        train, val = spaced(train, max_fit), spaced(val, max_fit)
+    call_fit = _clim_array(clim_at, fit_on)
+    call = call_fit if fit_on is fields else _clim_array(clim_at, fields)
     fits: dict[str, Callable[[], LinearBaseline | CellLinearBaseline | RidgeBaseline]] = {
         "linear": lambda: fit_linear(fit_on, call_fit, train, steps),
         "cell_linear": lambda: fit_cell_linear(fit_on, call_fit, train, steps),
@@ -299,6 +309,22 @@ def regression_forecasts(
     return {
         n: as_dataset(fits[n]().predict(fields, call, inits), fields, inits, steps) for n in names
     }
+
+
+def spaced(idx: np.ndarray, n: int) -> np.ndarray:
+    """At most ``n`` of ``idx``, evenly spaced (all of them when there are fewer)."""
+    idx = np.asarray(idx)
+    if len(idx) <= n:
+        return idx
+    return idx[np.linspace(0, len(idx) - 1, n).round().astype(int)]
+
+
+def _clim_array(clim_at: Callable[[np.ndarray], np.ndarray], f: Fields) -> Any:
+    """The climatology at every step of ``f``: evaluated as it is indexed when ``f`` is
+    streamed, in memory otherwise."""
+    if f.streamed:
+        return ClimArray(clim_at, f.hours, len(f.variables), f.valid.shape)
+    return clim_at(f.hours)
 
 
 def measure_latencies(cfg: CycleConfig, models: dict[str, str]) -> dict[str, Latency]:

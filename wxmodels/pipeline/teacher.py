@@ -7,12 +7,14 @@ import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from wxmodels.config.cycle import CycleConfig
 from wxmodels.data.fields import Fields, Split, compute_stats, fit_climatology
+from wxmodels.data.lazy import iter_blocks
 from wxmodels.data.stats import Climatology
 from wxmodels.errors import ConfigError, DataError
 from wxmodels.export.onnx import export_onnx, onnx_parity
@@ -26,7 +28,7 @@ from wxmodels.nets.forecaster import (
 )
 from wxmodels.nets.macs import count_macs
 from wxmodels.pipeline.champion import warm_start_source
-from wxmodels.pipeline.context import RunData, load_run_data, set_threads
+from wxmodels.pipeline.context import RunData, clim_all, load_run_data, set_threads
 from wxmodels.pipeline.records import TeacherRecord
 from wxmodels.registry.core import MANIFEST
 from wxmodels.training.linear_init import init_linear_path, init_spatial_path
@@ -104,20 +106,51 @@ def build_spec(
     if not cfg.net.climatology:
         return spec, statics, None, None
     clim = Climatology.from_accumulator(fit_climatology(fields, split.train), fields.variables)
-    call = clim.evaluate(fields.hours, fields.valid)
-    a, b = split.train
-    anom = (fields.data[a:b] - call[a:b])[:, :, fields.valid].astype(np.float64)  # (T, V, P)
-    x0, x1 = anom[:-1], anom[1:]
-    ok = np.isfinite(x0) & np.isfinite(x1)
-    num = np.where(ok, x0 * x1, 0).sum(axis=(0, 2))
-    den = np.where(ok, x0 * x0, 0).sum(axis=(0, 2))
-    rho = np.clip(num / np.maximum(den, 1e-12), 0.05, 0.999)
-    resid = np.where(ok, x1 - rho[None, :, None] * x0, np.nan)
+    call = clim_all(fields, clim)
+    assert call is not None
+    rho, anomaly_std, resid_std = _anomaly_moments(fields, call, split.train)
     spec.climatology = True
-    spec.anomaly_std = [float(x) or 1.0 for x in np.nanstd(anom, axis=(0, 2))]
+    spec.anomaly_std = [float(x) or 1.0 for x in anomaly_std]
     spec.damping = rho.tolist()
-    spec.tendency_std = [float(x) or 1.0 for x in np.nanstd(resid, axis=(0, 2))]
+    spec.tendency_std = [float(x) or 1.0 for x in resid_std]
     return spec, statics, clim, call
+
+
+def _anomaly_moments(
+    fields: Fields, call: Any, part: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per variable over ``part`` (valid points, finite values): the anomalies' lag-1
+    autocorrelation (clipped to [0.05, 0.999]), their std, and the std of the persistence
+    residual ``x(t) - rho x(t-1)``. Accumulated block by block (bounded memory)."""
+    nv = len(fields.variables)
+    n, s1, s2 = np.zeros(nv), np.zeros(nv), np.zeros(nv)
+    pn, p0, p1, p00, p11, p01 = (np.zeros(nv) for _ in range(6))
+    prev = None
+    for lo, hi in iter_blocks(fields.data, part[0], part[1]):
+        anom = (np.asarray(fields.data[lo:hi]) - np.asarray(call[lo:hi]))[:, :, fields.valid]
+        anom = anom.astype(np.float64)  # (T, V, P)
+        ok = np.isfinite(anom)
+        z = np.where(ok, anom, 0.0)
+        n += ok.sum(axis=(0, 2))
+        s1 += z.sum(axis=(0, 2))
+        s2 += (z * z).sum(axis=(0, 2))
+        seq = anom if prev is None else np.concatenate([prev[None], anom])
+        x0, x1 = seq[:-1], seq[1:]
+        okp = np.isfinite(x0) & np.isfinite(x1)
+        x0, x1 = np.where(okp, x0, 0.0), np.where(okp, x1, 0.0)
+        pn += okp.sum(axis=(0, 2))
+        p0 += x0.sum(axis=(0, 2))
+        p1 += x1.sum(axis=(0, 2))
+        p00 += (x0 * x0).sum(axis=(0, 2))
+        p11 += (x1 * x1).sum(axis=(0, 2))
+        p01 += (x0 * x1).sum(axis=(0, 2))
+        prev = anom[-1]
+    rho = np.clip(p01 / np.maximum(p00, 1e-12), 0.05, 0.999)
+    nn, pp = np.maximum(n, 1), np.maximum(pn, 1)
+    std = np.sqrt(np.maximum(s2 / nn - (s1 / nn) ** 2, 0.0))
+    r1 = (p1 - rho * p0) / pp
+    r2 = (p11 - 2 * rho * p01 + rho * rho * p00) / pp
+    return rho, std, np.sqrt(np.maximum(r2 - r1 * r1, 0.0))
 
 
 def _warm_start(model: Forecaster, prev: Forecaster) -> int:
@@ -246,7 +279,18 @@ def train_teacher(
         m.to(device)
         desc = "teacher" if n_members == 1 else f"teacher member {k + 1}/{n_members}"
         reports.append(
-            fit(m, fields, tr, va, settings, seed=mseed, desc=desc, device=device, clim_all=call)
+            fit(
+                m,
+                fields,
+                tr,
+                va,
+                settings,
+                seed=mseed,
+                desc=desc,
+                device=device,
+                clim_all=call,
+                stream=cfg.stream,
+            )
         )
         members.append(m.cpu())
     model = ensemble(members)

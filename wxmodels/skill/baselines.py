@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from wxmodels.data.fields import Fields
+from wxmodels.data.lazy import Anomalies
 
 __all__ = [
     "CellLinearBaseline",
@@ -41,7 +42,7 @@ class LinearBaseline:
     def predict(self, fields: Fields, clim_all: np.ndarray, inits: np.ndarray) -> np.ndarray:
         """Forecasts ``(N, L, V, H, W)`` at ``self.lead_steps`` from ``inits``."""
         inits = np.asarray(inits)
-        anom = fields.data - clim_all
+        anom = Anomalies(fields.data, clim_all)
         x = np.concatenate([anom[inits], anom[inits - 1]], axis=1)  # (N, 2V, H, W)
         x = np.nan_to_num(x)
         out = np.empty(
@@ -67,7 +68,7 @@ def fit_linear(
 ) -> LinearBaseline:
     """Least squares (lightly ridged) on the training ``inits``."""
     inits = np.asarray(inits)
-    anom = fields.data - clim_all
+    anom = Anomalies(fields.data, clim_all)
     valid = fields.valid
     nv = fields.data.shape[1]
     x = np.concatenate([anom[inits], anom[inits - 1]], axis=1)[:, :, valid]  # (N, 2V, P)
@@ -86,9 +87,10 @@ def fit_linear(
 
 def _anomaly_features(
     fields: Fields, clim_all: np.ndarray, inits: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """``(N, 2, V, P)``: the anomalies at ``t`` and ``t - 1`` of every valid cell, NaN as 0."""
-    anom = fields.data - clim_all
+) -> tuple[np.ndarray, Anomalies]:
+    """``(N, 2, V, P)``: the anomalies at ``t`` and ``t - 1`` of every valid cell, NaN as 0,
+    and the anomalies themselves (read as indexed)."""
+    anom = Anomalies(fields.data, clim_all)
     x = np.stack([anom[inits], anom[inits - 1]], axis=1)[:, :, :, fields.valid]
     return np.nan_to_num(x).astype(np.float64), anom
 

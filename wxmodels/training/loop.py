@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import copy
 import logging
+import multiprocessing as mp
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
@@ -17,12 +19,21 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from wxmodels.config.stream import StreamConfig
 from wxmodels.data.fields import Fields
 from wxmodels.geometry import lat_weights_np
 from wxmodels.nets.forecaster import Forecaster
 from wxmodels.nets.rollout import rollout
 
-__all__ = ["Batches", "FitReport", "FitSettings", "fit", "masked_loss", "pick_device"]
+__all__ = [
+    "Batches",
+    "FitReport",
+    "FitSettings",
+    "fit",
+    "masked_loss",
+    "pick_device",
+    "sample_order",
+]
 
 log = logging.getLogger(__name__)
 
@@ -135,24 +146,33 @@ class FitReport:
 
 
 class Batches:
-    """Gathers ``(state, time, clim, targets)`` tensors for init indices from in-memory fields.
+    """Gathers ``(state, time, clim, targets)`` tensors for init indices.
 
+    In-memory fields are indexed as tensors on ``device``; streamed fields
+    (:class:`~wxmodels.data.lazy.StoreArray`) are read for each batch (:meth:`epoch` reads
+    them in data-loader worker processes, ahead of the training step).
     ``clim_all (T, V, H, W)`` is the model's input climatology at every time (``None`` for
-    models without one).
+    models without one; a :class:`~wxmodels.data.lazy.ClimArray` for streamed fields).
     """
 
-    def __init__(
-        self, fields: Fields, history: int, device: torch.device, clim_all: np.ndarray | None = None
-    ):
+    def __init__(self, fields: Fields, history: int, device: torch.device, clim_all: Any = None):
+        self.streamed = fields.streamed
+        self.history = history
+        self.device = device
+        if self.streamed:
+            self.data: Any = fields.data
+            self.hours: Any = fields.hours.astype(np.float32)
+            self.clim: Any = clim_all
+            return
         self.data = torch.from_numpy(fields.data).to(device)
         self.hours = torch.from_numpy(fields.hours.astype(np.float32)).to(device)
         self.clim = None if clim_all is None else torch.from_numpy(clim_all).to(device)
-        self.history = history
-        self.device = device
 
     def get(self, inits: np.ndarray, steps: int):
         """Shapes: state ``(B, h, V, H, W)``, time ``(B,)``, clim ``(B, h + steps, V, H, W)``
         or ``None``, targets ``(B, steps, V, H, W)``."""
+        if self.streamed:
+            return self._to_device(self.read(np.asarray(inits), steps))
         i = torch.as_tensor(np.asarray(inits), device=self.device)
         hist = i[:, None] + torch.arange(-self.history + 1, 1, device=self.device)
         tgt = i[:, None] + torch.arange(1, steps + 1, device=self.device)
@@ -161,6 +181,83 @@ class Batches:
             win = i[:, None] + torch.arange(-self.history + 1, steps + 1, device=self.device)
             clim = self.clim[win]
         return self.data[hist], self.hours[i], clim, self.data[tgt]
+
+    def read(self, inits: np.ndarray, steps: int) -> tuple:
+        """The batch of streamed fields as numpy arrays (runs in loader workers)."""
+        hist = inits[:, None] + np.arange(-self.history + 1, 1)
+        tgt = inits[:, None] + np.arange(1, steps + 1)
+        win = np.concatenate([hist, tgt], axis=1)
+        x = self.data[win]  # one read for history and targets
+        clim = None if self.clim is None else np.asarray(self.clim[win], np.float32)
+        return x[:, : self.history], self.hours[inits], clim, x[:, self.history :]
+
+    def _to_device(self, batch: tuple) -> tuple:
+        return tuple(
+            None if a is None else torch.as_tensor(np.asarray(a)).to(self.device) for a in batch
+        )
+
+    def epoch(
+        self, order: np.ndarray, steps: int, batch_size: int, stream: StreamConfig | None = None
+    ) -> Iterator[tuple[np.ndarray, tuple]]:
+        """``(inits, batch)`` for consecutive batches of ``order``; streamed fields are read
+        by ``stream.loader_workers`` worker processes, ``stream.prefetch`` batches ahead."""
+        plan = [order[k : k + batch_size] for k in range(0, len(order), batch_size)]
+        workers = 0 if stream is None or not self.streamed else stream.loader_workers
+        if workers and mp.current_process().daemon:
+            # a Dask worker's process may not fork children: read in this process
+            workers = 0
+        if workers == 0:
+            for idx in plan:
+                yield idx, self.get(idx, steps)
+            return
+        assert stream is not None
+        loader = torch.utils.data.DataLoader(
+            _BatchReads(self, plan, steps),
+            batch_size=None,
+            shuffle=False,
+            num_workers=min(workers, len(plan)),
+            prefetch_factor=stream.prefetch,
+            worker_init_fn=_one_thread,
+            multiprocessing_context="fork",
+        )
+        for idx, batch in zip(plan, loader, strict=True):
+            yield idx, self._to_device(batch)
+
+
+class _BatchReads(torch.utils.data.Dataset):
+    """Batch ``k`` of a plan, read from the store (a loader worker's item)."""
+
+    def __init__(self, batches: Batches, plan: list[np.ndarray], steps: int):
+        self.batches, self.plan, self.steps = batches, plan, steps
+
+    def __len__(self) -> int:
+        return len(self.plan)
+
+    def __getitem__(self, k: int) -> tuple:
+        state, tm, clim, truth = self.batches.read(np.asarray(self.plan[k]), self.steps)
+        conv = torch.from_numpy
+        return conv(state), conv(tm), None if clim is None else conv(clim), conv(truth)
+
+
+def _one_thread(_: int) -> None:
+    torch.set_num_threads(1)
+
+
+def sample_order(
+    inits: np.ndarray, rng: np.random.Generator, fields: Fields, window_chunks: int = 4
+) -> np.ndarray:
+    """An epoch's order of ``inits``: a permutation for in-memory fields; for streamed ones,
+    chunk-aware: the store's time chunks in random order, the inits shuffled within windows
+    of ``window_chunks`` chunks (a batch touches a few chunks and each chunk is read about once
+    per epoch, instead of once per sample)."""
+    if not fields.streamed:
+        return rng.permutation(inits)
+    chunk = np.asarray(inits) // fields.data.time_chunk  # type: ignore[attr-defined]
+    uniq = rng.permutation(np.unique(chunk))
+    rank = np.empty(int(chunk.max()) + 1, np.int64)
+    rank[uniq] = np.arange(len(uniq))
+    window = rank[chunk] // max(window_chunks, 1)
+    return inits[np.lexsort((rng.random(len(inits)), window))]
 
 
 def masked_loss(
@@ -189,7 +286,8 @@ def fit(
     alpha: float = 1.0,
     device: torch.device | None = None,
     desc: str = "train",
-    clim_all: np.ndarray | None = None,
+    clim_all: Any = None,
+    stream: StreamConfig | None = None,
 ) -> FitReport:
     """Train ``model`` in place and load its best validation state at the end.
 
@@ -201,6 +299,8 @@ def fit(
         teacher: when given, targets are ``alpha * truth + (1 - alpha) * teacher rollout``
             (knowledge distillation).
         clim_all: the input climatology at every time of ``fields`` (climatology models).
+        stream: how streamed fields are read (loader workers, prefetch, chunk-aware
+            sampling); ignored for fields in memory.
 
     Returns:
         a :class:`FitReport`; validation is the loss of a ``rollout_steps`` rollout.
@@ -212,6 +312,7 @@ def fit(
     samples_per_epoch, input_noise = settings.samples_per_epoch, settings.input_noise
     loss_norm = settings.loss_norm
     device = device or next(model.parameters()).device
+    stream = stream or StreamConfig()
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     spec = model.spec
@@ -284,13 +385,11 @@ def fit(
         for g in opt.param_groups:
             g["lr"] = ep_lr * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * frac)))
         model.train()
-        order = rng.permutation(train_inits)
+        order = sample_order(train_inits, rng, fields, stream.window_chunks)
         if samples_per_epoch:
             order = order[:samples_per_epoch]
         tot, n = 0.0, 0
-        for k in range(0, len(order), batch_size):
-            idx = order[k : k + batch_size]
-            state, tm, clim, truth = batches.get(idx, steps)
+        for idx, (state, tm, clim, truth) in batches.epoch(order, steps, batch_size, stream):
             tgt = targets(idx, truth, steps)
             if input_noise:
                 state = state + torch.randn_like(state) * noise_scale
