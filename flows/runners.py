@@ -1,5 +1,6 @@
-"""Task runners: a Dask cluster by address, or a LocalCluster started for the run; either way
-its workers are warmed (the pipeline's modules imported) before the first task arrives."""
+"""Task runners: a Dask cluster by address, or one started for the run (a LocalCluster, or
+SLURM worker jobs with ``runtime.cluster: slurm``); either way its workers are warmed (the
+pipeline's modules imported) before the first task arrives."""
 
 from __future__ import annotations
 
@@ -15,18 +16,25 @@ from distributed import WorkerPlugin
 from prefect_dask import DaskTaskRunner
 
 from wxmodels.config.runtime import RuntimeConfig
+from wxmodels.errors import WxcError
 
-__all__ = ["WarmWorker", "dask_runner", "local_cluster", "warm"]
+__all__ = ["WarmWorker", "dask_runner", "local_cluster", "run_cluster", "warm"]
 
 log = logging.getLogger(__name__)
 
 
 def dask_runner(rt: RuntimeConfig, address: str | None = None) -> DaskTaskRunner:
     """Join ``address`` (or ``rt.dask_address``, or ``$WXC_DASK_ADDRESS``); otherwise the
-    runner starts a LocalCluster."""
+    runner starts a LocalCluster. SLURM workers come from :func:`run_cluster` only (it waits
+    for them and cancels their jobs), so ``cluster: slurm`` needs its address here."""
     address = address or rt.dask_address or os.environ.get("WXC_DASK_ADDRESS")
     if address:
         return DaskTaskRunner(address=address)
+    if rt.cluster != "local":
+        raise WxcError(
+            f"runtime.cluster is {rt.cluster}: start it with flows.runners.run_cluster and "
+            "pass its address"
+        )
     return DaskTaskRunner(cluster_kwargs=_local_kwargs(rt))
 
 
@@ -96,14 +104,19 @@ def warm(address: str) -> None:
 
 
 @contextlib.contextmanager
-def local_cluster(rt: RuntimeConfig) -> Iterator[str | None]:
+def run_cluster(rt: RuntimeConfig) -> Iterator[str]:
     """Yield the scheduler address the run's subflows share, its workers warmed:
-    ``rt.dask_address`` when set, else that of a LocalCluster that lives for the ``with``
-    block."""
+    ``rt.dask_address`` when set, else that of a cluster that lives for the ``with`` block:
+    SLURM worker jobs with ``rt.cluster == "slurm"`` (all joined before it yields, cancelled
+    after), a LocalCluster otherwise."""
     address = rt.dask_address or os.environ.get("WXC_DASK_ADDRESS")
     if address:
         warm(address)
         yield address
+        return
+    if rt.cluster == "slurm":
+        with _slurm(rt) as address:
+            yield address
         return
     from distributed import LocalCluster
 
@@ -118,3 +131,27 @@ def local_cluster(rt: RuntimeConfig) -> Iterator[str | None]:
             cluster.dashboard_link,
         )
         yield cluster.scheduler_address
+
+
+local_cluster = run_cluster
+"""The former name of :func:`run_cluster`."""
+
+
+@contextlib.contextmanager
+def _slurm(rt: RuntimeConfig) -> Iterator[str]:
+    from prefect.settings import PREFECT_API_URL
+
+    from wxmodels.cluster import slurm_cluster
+
+    # tasks in the jobs report to this run's API, also where a site does not pass the
+    # submitter's environment on to its jobs
+    api = PREFECT_API_URL.value()
+    with slurm_cluster(
+        rt,
+        exports={"PREFECT_API_URL": api} if api else {},
+        worker_environ={"PREFECT_LOGGING_EXTRA_LOGGERS": "wxmodels"},
+    ) as address:
+        t = time.perf_counter()
+        warm(address)
+        log.info("SLURM workers warm in %.0f s", time.perf_counter() - t)
+        yield address

@@ -26,6 +26,7 @@ LIBRARY = {
     "geometry": 0,
     "record": 0,
     "config": 1,
+    "cluster": 2,  # Dask workers as SLURM jobs (dask-jobqueue)
     "data": 2,
     "nets": 3,
     "training": 4,

@@ -13,6 +13,7 @@ that differs is refused rather than mixed in.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -26,6 +27,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from wxmodels.config.runtime import RuntimeConfig
 from wxmodels.errors import DataError, PathError
 from wxmodels.faults import crash_point
 from wxmodels.schema import LAT, LON
@@ -232,24 +234,30 @@ def _serial(plan: HindcastPlan, todo: list[int]) -> Iterator[dict[str, Any]]:
 
 
 def _on_dask(
-    plan: HindcastPlan, todo: list[int], address: str | None, workers: int
+    plan: HindcastPlan,
+    todo: list[int],
+    address: str | None,
+    workers: int,
+    runtime: RuntimeConfig | None = None,
 ) -> Iterator[dict[str, Any]]:
     from distributed import Client, LocalCluster, as_completed
 
-    cluster = None
-    if address is None:
-        cluster = LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0"
-        )
-        address = cluster.scheduler_address
-    try:
-        with Client(address) as client:
-            futures = client.map(run_block, [plan] * len(todo), todo, pure=False)
-            for f in as_completed(futures):
-                yield f.result()
-    finally:
-        if cluster is not None:
-            cluster.close()
+    with contextlib.ExitStack() as stack:
+        if address is None and runtime is not None and runtime.cluster == "slurm":
+            from wxmodels.cluster import slurm_cluster
+
+            address = stack.enter_context(slurm_cluster(runtime))
+        elif address is None:
+            cluster = stack.enter_context(
+                LocalCluster(
+                    n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0"
+                )
+            )
+            address = cluster.scheduler_address
+        client = stack.enter_context(Client(address))
+        futures = client.map(run_block, [plan] * len(todo), todo, pure=False)
+        for f in as_completed(futures):
+            yield f.result()
 
 
 def hindcast(
@@ -259,10 +267,13 @@ def hindcast(
     workers: int = 1,
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    runtime: RuntimeConfig | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) ``plan``: in this process with ``workers=1`` and no ``address``, else
     one task per block on the Dask cluster at ``address`` or on a LocalCluster of ``workers``
-    processes. Returns counts and timings."""
+    processes; with ``runtime.cluster == "slurm"`` (and no ``address``) on SLURM worker jobs
+    shaped by ``runtime.slurm`` (:func:`wxmodels.cluster.slurm_cluster`), whatever
+    ``workers`` says. Returns counts and timings."""
     done = _open_or_create(plan, overwrite=overwrite)
     todo = [k for k in range(plan.n_blocks) if k not in done]
     log.info(
@@ -270,8 +281,9 @@ def hindcast(
         plan.out, len(plan.inits), plan.n_blocks, len(done), len(todo),
     )  # fmt: skip
     t = time.perf_counter()
-    serial = address is None and workers <= 1
-    runs = _serial(plan, todo) if serial else _on_dask(plan, todo, address, workers)
+    slurm = runtime is not None and runtime.cluster == "slurm"
+    serial = address is None and workers <= 1 and not slurm
+    runs = _serial(plan, todo) if serial else _on_dask(plan, todo, address, workers, runtime)
     recs = []
     for rec in runs:
         recs.append(rec)

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from flows.cli.common import RegistryOpt, TrustOpt, app, open_registry, out
+from flows.cli.common import RegistryOpt, TrustOpt, app, load, open_registry, out
 from wxmodels.errors import WxcError
 
 
@@ -109,7 +109,15 @@ def hindcast(
         str | None, typer.Option(help="Run the blocks on the Dask cluster at this address.")
     ] = None,
     registry: RegistryOpt = None,
-    config: Annotated[Path | None, typer.Option("--config", "-c")] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="A cycle config: its registry, and its runtime (runtime.cluster: slurm runs "
+            "the blocks on SLURM worker jobs; runtime.dask_address joins that scheduler).",
+        ),
+    ] = None,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace --out when it is another hindcast.")
     ] = False,
@@ -139,14 +147,17 @@ def hindcast(
         runtime=runtime,  # type: ignore[arg-type]
         block=block,
     )
+    # the config's runtime: `cluster: slurm` runs the blocks on SLURM worker jobs
+    rt = load(config, None).runtime if config is not None else None
     with Progress(transient=True) as bar:
         task = bar.add_task("hindcast blocks", total=plan.n_blocks)
         rep = run_hindcast(
             plan,
-            address=dask_address,
+            address=dask_address or (rt.dask_address if rt else None),
             workers=workers,
             overwrite=overwrite,
             progress=lambda done, total: bar.update(task, completed=done),
+            runtime=rt,
         )
     out.print(
         f"{man['name']}@{man['version']} ({runtime}): {rep['inits']} initialisations in "

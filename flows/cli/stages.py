@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -87,7 +90,10 @@ def compress(config: ConfigOpt, set_: SetOpt = None, dask_address: DaskOpt = Non
     cfg = load(config, set_, dask_address)
     teacher = load_latest(cfg, "train", TeacherRecord, "compress")
     stages, _ = stage_flows()
-    res = stages.compress_flow.with_options(task_runner=dask_runner(cfg.runtime))(cfg, teacher.dir)
+    with _cluster(cfg) as address:
+        res = stages.compress_flow.with_options(task_runner=dask_runner(cfg.runtime, address))(
+            cfg, teacher.dir
+        )
     for c in res.cells:
         out.print(f"{c.name:24s} {c.label:28s} {c.pack_bytes:>10d} bytes packed")
     for n, e in res.failures.items():
@@ -104,11 +110,26 @@ def evaluate(config: ConfigOpt, set_: SetOpt = None, dask_address: DaskOpt = Non
     teacher = load_latest(cfg, "train", TeacherRecord, "evaluate")
     matrix = load_latest(cfg, "compress", MatrixResult, "evaluate")
     stages, _ = stage_flows()
-    ev = stages.evaluate_flow.with_options(task_runner=dask_runner(cfg.runtime))(
-        cfg, teacher, matrix
-    )
+    with _cluster(cfg) as address:
+        ev = stages.evaluate_flow.with_options(task_runner=dask_runner(cfg.runtime, address))(
+            cfg, teacher, matrix
+        )
     print_candidates(ev)
     print_verdict(ev.incumbent)
+
+
+@contextlib.contextmanager
+def _cluster(cfg) -> Iterator[str | None]:
+    """The SLURM workers of ``runtime.cluster: slurm`` for the block (a configured address
+    wins); ``None`` otherwise: the task runner joins that address or starts a LocalCluster."""
+    from flows.runners import run_cluster
+
+    rt = cfg.runtime
+    if rt.cluster != "slurm" or rt.dask_address or os.environ.get("WXC_DASK_ADDRESS"):
+        yield None
+        return
+    with run_cluster(rt) as address:
+        yield address
 
 
 @app.command()

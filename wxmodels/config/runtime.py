@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
 from wxmodels.config.base import Strict
+from wxmodels.config.slurm import SlurmConfig
 
-__all__ = ["PromoteConfig", "RuntimeConfig"]
+__all__ = ["PromoteConfig", "RuntimeConfig", "SlurmConfig"]
 
 _SECRET_KEYS = {
     "key",
@@ -36,10 +37,16 @@ class RuntimeConfig(Strict):
     """Compute for the compression matrix and evaluation."""
 
     dask_address: str | None = None
-    """Address of an existing Dask scheduler (``tcp://host:8786``); ``None`` starts a
-    LocalCluster."""
+    """Address of an existing Dask scheduler (``tcp://host:8786``); ``None`` starts the
+    cluster :attr:`cluster` names. Wins over :attr:`cluster` when set."""
+    cluster: Literal["local", "slurm"] = "local"
+    """The cluster a run starts for its matrix and validation (and ``wxc hindcast``):
+    ``local``, a LocalCluster of :attr:`n_workers` processes on this machine; ``slurm``,
+    workers as batch jobs, shaped by :attr:`slurm`."""
+    slurm: SlurmConfig = SlurmConfig()
+    """The SLURM jobs of ``cluster: slurm`` (partition, account, walltime, cores...)."""
     n_workers: int = Field(2, ge=1, le=4096)
-    """Workers of the LocalCluster (ignored with ``dask_address``)."""
+    """Workers of the LocalCluster (ignored with ``dask_address`` and ``cluster: slurm``)."""
     threads_per_worker: int = Field(1, ge=1, le=1024)
     torch_threads: int = Field(1, ge=1, le=1024)
     """torch / onnxruntime threads inside each task."""
