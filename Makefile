@@ -36,6 +36,9 @@ demo: venv
 # OpenStack Swift (a real S3-compatible server, from Debian's packages) for the tests marked s3;
 # where it cannot be installed (not root, no apt), those tests use moto's server instead.
 SWIFT_PKGS := swift-proxy swift-account swift-container swift-object memcached
+# SLURM's controller and node daemons with munge (Debian's packages) for the tests marked slurm:
+# infra/slurm starts them on loopback (as root); elsewhere those tests are skipped.
+SLURM_PKGS := slurmctld slurmd slurm-client munge
 system-deps:
 	@if ! command -v swift-proxy-server >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
@@ -52,6 +55,14 @@ system-deps:
 	      --no-install-recommends chromium) >/dev/null 2>&1 \
 	      || echo "note: could not install Chromium; the UI test is skipped"; \
 	  else echo "note: Chromium is not installed; the UI test is skipped"; fi; \
+	fi
+	@if ! command -v slurmctld >/dev/null 2>&1 || ! command -v munged >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing SLURM and munge (a loopback cluster for the tests marked slurm)..."; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      --no-install-recommends $(SLURM_PKGS)) >/dev/null 2>&1 \
+	      || echo "note: could not install SLURM; the slurm tests are skipped"; \
+	  else echo "note: SLURM is not installed; the slurm tests are skipped"; fi; \
 	fi
 
 test: venv system-deps lint
