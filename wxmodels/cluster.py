@@ -212,6 +212,11 @@ def slurm_cluster(
             time.perf_counter() - t,
             cluster.dashboard_link,
         )
-        yield cluster.scheduler_address
-    # closing the cluster scancels its jobs, queued ones too
+        try:
+            yield cluster.scheduler_address
+        finally:
+            # workers leave first (their jobs then end as completed, not cut off from a
+            # scheduler that is gone); closing the cluster scancels the jobs, queued ones too
+            with contextlib.suppress(Exception), Client(cluster, timeout="30s") as client:
+                client.retire_workers(close_workers=True)
     log.info("SLURM worker jobs %s cancelled", ids)

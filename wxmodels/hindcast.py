@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import os
+import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -223,7 +224,15 @@ def run_block(plan: HindcastPlan, k: int, threads: int = 1) -> dict[str, Any]:
     ds.drop_vars(list(ds.coords)).to_zarr(plan.out, region=region, consolidated=False)
     crash_point(f"hindcast:after-region:{k}")
     took = time.perf_counter() - t
-    rec = {"block": k, "inits": len(inits), "seconds": took}
+    # where it ran: a SLURM worker's job too (``runtime.cluster: slurm``)
+    rec = {
+        "block": k,
+        "inits": len(inits),
+        "seconds": took,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "slurm_job": os.environ.get("SLURM_JOB_ID"),
+    }
     _atomic(_done_dir(plan) / f"{k}.json", json.dumps(rec).encode())
     return rec
 

@@ -77,6 +77,9 @@ def setup_env() -> None:
     for k, v in prefect_env({}).items():
         os.environ.setdefault(k, v)
     os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+    # the library's records outside a flow run (a cluster started before the flow, a worker
+    # warming up) go to the terminal or the job log, not to the API with a warning each
+    os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
     os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
     # an interrupted run's worker processes leave semaphores the tracker then reports
     os.environ.setdefault("PYTHONWARNINGS", "ignore:resource_tracker:UserWarning")

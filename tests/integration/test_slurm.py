@@ -6,6 +6,7 @@ clear message in bounded time, their jobs cancelled."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.factories import tiny_cycle_config
 from wxmodels.config.cycle import CycleConfig
@@ -110,9 +112,30 @@ def _cells(matrix) -> dict[str, tuple]:
     return out
 
 
+def _wxc(*args: str) -> subprocess.CompletedProcess[str]:
+    """``wxc ARGS`` as a user runs it (this environment: the Prefect server, ``SLURM_CONF``)."""
+    env = {k: v for k, v in os.environ.items() if k != "WXC_DASK_ADDRESS"}
+    return subprocess.run(
+        [sys.executable, "-m", "flows.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+
+
+def _job_logs(log_dir: Path) -> dict[str, str]:
+    """``{job id: its stderr}`` of the worker jobs that wrote to ``log_dir``."""
+    return {
+        p.stem.rsplit("-", 1)[1]: p.read_text(errors="replace")
+        for p in sorted(log_dir.glob("wxc-worker-*.err"))
+    }
+
+
 @pytest.fixture(scope="module")
 def teacher(tmp_path_factory):
-    """A tiny store and teacher, and the matrix's config (two cells)."""
+    """A tiny store and teacher; the raw config of a two-cell matrix."""
     from wxmodels.data.ingest import ingest
     from wxmodels.pipeline.teacher import train_teacher
 
@@ -126,43 +149,104 @@ def teacher(tmp_path_factory):
     return tmp, raw, train_teacher(cfg)
 
 
-@pytest.mark.slow
-def test_matrix_on_slurm_workers_matches_a_local_cluster(
-    slurm, teacher, prefect_server, dask_cluster, no_shared_cluster, tmp_path
+def _slurm_config(raw: dict, tmp_path: Path) -> Path:
+    """``raw`` with ``runtime.cluster: slurm`` and a workdir of its own, as a YAML file."""
+    rt = _runtime(tmp_path / "logs").model_dump(mode="json")
+    path = tmp_path / "slurm.yaml"
+    path.write_text(yaml.safe_dump({**raw, "workdir": str(tmp_path / "work"), "runtime": rt}))
+    return path
+
+
+def test_run_cluster_gives_warm_workers_in_slurm_jobs_and_cancels_them(
+    slurm, no_shared_cluster, tmp_path
 ):
     from distributed import Client
 
-    from flows.runners import dask_runner, run_cluster
-    from flows.stages import compress_flow
+    from flows.runners import run_cluster
 
-    tmp, raw, rec = teacher
-    cfg = CycleConfig.model_validate(
-        {**raw, "workdir": str(tmp_path / "slurm-work"), "runtime": {}}
-    ).model_copy(update={"runtime": _runtime(tmp_path / "logs")})
-    with run_cluster(cfg.runtime) as address:
-        with Client(address) as client:
-            # before any task: two workers, each in a SLURM job of its own, already warm
-            seen = client.run(_probe)
+    with run_cluster(_runtime(tmp_path)) as address, Client(address) as client:
+        # before any task: two workers, each in a SLURM job of its own, already warm
+        seen = client.run(_probe)
         jobs = sorted(p["job"] for p in seen.values())
         assert len(seen) == 2 and None not in jobs and len(set(jobs)) == 2, seen
         assert _queued(jobs) == jobs  # the jobs SLURM runs are the scheduler's workers
         assert all(p["warm"] for p in seen.values()), seen
         assert all(p["malloc"] is None for p in seen.values()), seen  # glibc's own thresholds
-        on_slurm = compress_flow.with_options(task_runner=dask_runner(cfg.runtime, address))(
-            cfg, rec.dir
-        )
-    _wait_gone(jobs)  # the run's end cancelled them
-    assert sorted(p.name for p in (tmp_path / "logs").glob("wxc-worker-*.err")) == [
-        f"wxc-worker-{j}.err" for j in jobs
-    ]
+    _wait_gone(jobs)  # the block's end cancelled them
+    assert sorted(_job_logs(tmp_path)) == jobs
+
+
+@pytest.mark.slow
+def test_wxc_compress_on_slurm_builds_what_a_local_cluster_builds(
+    slurm, teacher, prefect_server, dask_cluster, tmp_path
+):
+    from flows.runners import dask_runner
+    from flows.stages import compress_flow
+    from flows.state import load_latest, save_latest
+    from wxmodels.config import load_config
+    from wxmodels.pipeline.records import MatrixResult
+
+    _, raw, rec = teacher
+    path = _slurm_config(raw, tmp_path)
+    cfg = load_config(path)
+    save_latest(cfg, "train", rec)
+    r = _wxc("compress", "--config", str(path))
+    assert r.returncode == 0, r.stderr[-3000:]
+    on_slurm = load_latest(cfg, "compress", MatrixResult, "test")
+
+    logs = _job_logs(tmp_path / "logs")
+    assert len(logs) == 2, logs  # two worker jobs ...
+    assert all("warm in" in text for text in logs.values()), logs  # ... warmed as they joined
+    ran = {c.name for c in on_slurm.cells if any(f"'cell-{c.name}'" in t for t in logs.values())}
+    assert ran == {"prune", "int8"}, logs  # ... ran the cells
+    _wait_gone(list(logs))
 
     local_cfg = CycleConfig.model_validate({**raw, "workdir": str(tmp_path / "local-work")})
     on_local = compress_flow.with_options(task_runner=dask_runner(local_cfg.runtime, dask_cluster))(
         local_cfg, rec.dir
     )
     assert not on_slurm.failures and not on_local.failures
-    assert set(_cells(on_slurm)) == {"prune", "int8"}
     assert _cells(on_slurm) == _cells(on_local)
+
+
+@pytest.mark.slow
+def test_wxc_hindcast_on_slurm_equals_the_serial_run(slurm, teacher, tmp_path):
+    """``wxc hindcast --config`` with ``runtime.cluster: slurm`` runs its blocks in the jobs."""
+    import xarray as xr
+
+    from wxmodels.pipeline.promote import _signature
+    from wxmodels.registry import Registry
+
+    tmp, raw, rec = teacher
+    tdir = Path(rec.dir)
+    spec = next(p for p in (tdir / "model.json", tdir / "torch" / "model.json") if p.exists())
+    manifest = {
+        "kind": "teacher",
+        "runtimes": ["onnx"],
+        "signature": _signature(tdir / "model.onnx", json.loads(spec.read_text())),
+        "lineage": {"store_url": raw["data"]["store"]},
+    }
+    files = {"model.onnx": tdir / "model.onnx", "model.json": spec}
+    if (tdir / "climatology.nc").exists():  # the model's input climatology
+        files["climatology.nc"] = tdir / "climatology.nc"
+    reg = tmp_path / "registry"
+    version = Registry(str(reg)).publish(raw["name"], files, manifest)
+    args = ["hindcast", "--model", f"{raw['name']}@{version}", "--registry", str(reg),
+            "--start", "2024-01-07T00:00", "--end", "2024-01-08T18:00", "--every", "6",
+            "--leads", "1,3", "--block", "2"]  # fmt: skip
+    r = _wxc(
+        *args, "--out", str(tmp_path / "slurm.zarr"), "--config", str(_slurm_config(raw, tmp_path))
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    done = tmp_path / "slurm.zarr.hindcast" / "done"
+    ran_in = {json.loads(p.read_text())["slurm_job"] for p in done.glob("*.json")}
+    jobs = set(_job_logs(tmp_path / "logs"))
+    assert len(jobs) == 2 and ran_in <= jobs, (ran_in, jobs)  # every block in a worker job
+    _wait_gone(sorted(jobs))
+    r = _wxc(*args, "--out", str(tmp_path / "serial.zarr"))  # in this process
+    assert r.returncode == 0, r.stderr[-3000:]
+    with xr.open_zarr(tmp_path / "slurm.zarr") as a, xr.open_zarr(tmp_path / "serial.zarr") as b:
+        xr.testing.assert_identical(a.load(), b.load())
 
 
 def test_a_partition_that_does_not_exist_fails_at_once(slurm, no_shared_cluster, tmp_path):
