@@ -280,6 +280,10 @@ class DataConfig(Strict):
     kernel file lock, released when its holder dies."""
     max_nan_fraction: float = Field(0.05, ge=0, le=1)
     """Largest fraction of NaNs a variable may have outside the static (land-sea) mask."""
+    paused_timeout_s: float = Field(120.0, gt=0, le=86_400)
+    """Ingest on a Dask cluster: a worker paused over its memory limit, with no chunk of the
+    write finishing for this long, fails the ingest with an error naming the worker, its
+    memory and its limit (nothing is committed) instead of waiting forever."""
     split: SplitConfig = SplitConfig()
     gaps: Literal["refuse", "allow"] = "refuse"
     """A record with known gaps (winters only, an archive's outage): ``allow`` stores past a

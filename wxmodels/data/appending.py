@@ -21,7 +21,7 @@ from wxmodels.data import writepass
 from wxmodels.data.arrayio import ArrayIO
 from wxmodels.data.commit import Commit
 from wxmodels.data.timeaxis import contiguous, fill_gaps, gap_message, grid_hash, infer_step_s
-from wxmodels.errors import DataError, GapError, IngestError
+from wxmodels.errors import GapError, IngestError
 from wxmodels.faults import crash_point
 from wxmodels.paths import entries
 from wxmodels.schema import LAT, LON, TIME
@@ -70,6 +70,7 @@ class Appending(ArrayIO):
         quarantine: dict[str, dict] | None = None,
         static: dict[str, np.ndarray] | None = None,
         gaps: str = "refuse",
+        paused_timeout_s: float = writepass.blockrun.PAUSED_TIMEOUT_S,
     ) -> AppendReport:
         """Add what ``ds`` has that the store lacks, in one pass over the new data.
 
@@ -81,7 +82,10 @@ class Appending(ArrayIO):
           kept missing (NaN) and recorded as ranges in the history (``gaps``);
         * values are validated in the same pass as the write (ranges, NaNs inside the domain);
           a failure raises :class:`~wxmodels.errors.DataError` and commits nothing;
-        * ``inputs`` / ``quarantine`` are recorded in the commit's ledger.
+        * ``inputs`` / ``quarantine`` are recorded in the commit's ledger;
+        * on a Dask cluster, a worker paused over its memory limit with no chunk finishing for
+          ``paused_timeout_s`` raises :class:`~wxmodels.errors.IngestError` (nothing is
+          committed) instead of waiting forever.
         """
         with self.writing():
             return self._append(
@@ -93,10 +97,21 @@ class Appending(ArrayIO):
                 quarantine=quarantine,
                 static=static,
                 gaps=gaps,
+                paused_timeout_s=paused_timeout_s,
             )
 
     def _append(
-        self, ds, *, time_chunk, source, max_nan_fraction, inputs, quarantine, static, gaps
+        self,
+        ds,
+        *,
+        time_chunk,
+        source,
+        max_nan_fraction,
+        inputs,
+        quarantine,
+        static,
+        gaps,
+        paused_timeout_s=writepass.blockrun.PAUSED_TIMEOUT_S,
     ) -> AppendReport:
         commit = self.read_commit()
         if commit is not None and commit.revision is not None:
@@ -124,6 +139,7 @@ class Appending(ArrayIO):
                 quarantine=quarantine or {},
                 static=static or {},
                 filled=filled,
+                paused_timeout_s=paused_timeout_s,
             )
         step_s = round(commit.step_hours * 3600)
         end = np.datetime64(pd.Timestamp(commit.end))
@@ -159,6 +175,7 @@ class Appending(ArrayIO):
                 gap=gap,
                 max_nan_fraction=max_nan_fraction,
                 filled=filled,
+                paused_timeout_s=paused_timeout_s,
             )
         if inputs or quarantine:
             commit.inputs.update(inputs or {})
@@ -186,7 +203,18 @@ class Appending(ArrayIO):
 
     # -- first write / append ------------------------------------------------------------
     def _first_write(
-        self, ds, *, time_chunk, source, now, max_nan_fraction, inputs, quarantine, static, filled
+        self,
+        ds,
+        *,
+        time_chunk,
+        source,
+        now,
+        max_nan_fraction,
+        inputs,
+        quarantine,
+        static,
+        filled,
+        paused_timeout_s=writepass.blockrun.PAUSED_TIMEOUT_S,
     ) -> AppendReport:
         times = ds[TIME].values
         if len(times) < 2:
@@ -217,7 +245,12 @@ class Appending(ArrayIO):
         )
         try:
             res = writepass.run(
-                chunked, self._targets(list(chunked.data_vars)), 0, valid=None, prev=None
+                chunked,
+                self._targets(list(chunked.data_vars)),
+                0,
+                valid=None,
+                prev=None,
+                paused_timeout_s=paused_timeout_s,
             )
             shape = (ds.sizes[LAT], ds.sizes[LON])
             valid = res.valid_from_data(shape)
@@ -284,7 +317,17 @@ class Appending(ArrayIO):
         )
 
     def _append_new(
-        self, new, commit, *, time_chunk, now, source, gap, max_nan_fraction, filled=()
+        self,
+        new,
+        commit,
+        *,
+        time_chunk,
+        now,
+        source,
+        gap,
+        max_nan_fraction,
+        filled=(),
+        paused_timeout_s=writepass.blockrun.PAUSED_TIMEOUT_S,
     ):
         self._truncate_to(commit.n_time)
         head = (-commit.n_time) % time_chunk or time_chunk
@@ -306,10 +349,15 @@ class Appending(ArrayIO):
         valid = self.static()["valid_mask"].values
         prev = self.open(chunks=None).isel({TIME: -1})
         prev = np.stack([prev[v].values for v in commit.variables])
-        res = writepass.run(
-            new, self._targets(list(new.data_vars)), commit.n_time, valid=valid, prev=prev
-        )
         try:
+            res = writepass.run(
+                new,
+                self._targets(list(new.data_vars)),
+                commit.n_time,
+                valid=valid,
+                prev=prev,
+                paused_timeout_s=paused_timeout_s,
+            )
             missing = res.check(
                 list(commit.variables),
                 valid,
@@ -318,7 +366,7 @@ class Appending(ArrayIO):
                 where=source or self.url,
                 allow_gaps=bool(filled),
             )
-        except DataError:
+        except Exception:  # invalid values, a failed write, a stuck cluster: nothing committed
             self._truncate_to(commit.n_time)
             raise
         self._write_hashes(res.hashes, commit.n_time)

@@ -195,6 +195,7 @@ def _ingest_locked(cfg: DataConfig, store: Store) -> IngestReport:
                 max_nan_fraction=cfg.max_nan_fraction,
                 static=static,
                 gaps=cfg.gaps,
+                paused_timeout_s=cfg.paused_timeout_s,
                 quarantine={
                     p.path: {"fingerprint": p.fingerprint, "reason": p.reason, "at": _now()}
                     for p in problems

@@ -2,50 +2,65 @@
 accumulate the statistics, so each source chunk is read and decoded once.
 
 xarray creates the arrays and writes the coordinates (``to_zarr(compute=False)``); the data is
-then written by :func:`_block`, one Dask task per time chunk that holds every variable of the
-chunk, computes its statistics and writes it into the Zarr arrays. One task per chunk (rather
-than a write task per variable beside a statistics task) keeps the GIL hand-offs and the
-scheduling overhead of the pass close to those of a plain ``to_zarr``.
+then written by :func:`_block`, one Dask task per time chunk that takes every variable of the
+chunk as it was decoded (one contiguous ``(T, H, W)`` array each: no stacked copy), writes each
+into its Zarr array and computes the chunk's statistics on the way. A task returns only the
+chunk's *contribution* (its climatology products in float32, its counts, hashes and edge steps);
+the caller folds the contributions as the tasks finish (:mod:`wxmodels.data.blockrun`), so a
+worker holds one chunk and its result at a time, whatever the length of the record.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import warnings
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-import dask
-import dask.array
 import numpy as np
 import xarray as xr
 from zarr.core.sync import _get_loop as zarr_loop
 
-from wxmodels.data.stats import ClimAccumulator, Moments
+from wxmodels.data import blockrun
+from wxmodels.data.stats import ClimAccumulator, Moments, climatology_features
 from wxmodels.errors import DataError
-from wxmodels.schema import TIME, get_variable
+from wxmodels.schema import LAT, LON, TIME, get_variable
 
-__all__ = ["WriteResult", "hash_steps", "run"]
+__all__ = ["WriteResult", "hash_steps", "run", "step_hashes"]
 
 _NAN = np.float32(np.nan)
 
 
-def hash_steps(block: np.ndarray) -> np.ndarray:
-    """A 64-bit content fingerprint per step of ``block (T, V, H, W)`` (NaN payloads unified):
-    CRC-32 of the step's bytes in the high half, their sum as uint32 words in the low half.
+def step_hashes(arrays: Sequence[np.ndarray]) -> np.ndarray:
+    """A 64-bit content fingerprint per step of the variables ``arrays`` (each ``(T, H, W)``,
+    in store order; NaN payloads unified): CRC-32 of the step's bytes (the variables' bytes one
+    after the other) in the high half, their sum as uint32 words in the low half.
 
     It detects changed values (revisions), not adversaries: ~6 GB/s where a cryptographic
-    hash would cost as much as the rest of the write pass.
+    hash would cost as much as the rest of the write pass. The CRC is chained variable by
+    variable, so no stacked copy of the step is needed.
     """
-    x = np.ascontiguousarray(block, dtype=np.float32)
-    if np.isnan(x).any():  # one NaN bit pattern, whatever the source wrote
-        x = np.where(np.isnan(x), _NAN, x)
-    words = x.reshape(x.shape[0], -1).view(np.uint32)
-    sums = words.sum(axis=1, dtype=np.uint64) & np.uint64(0xFFFFFFFF)
-    out = np.empty(x.shape[0], np.uint64)
-    for t in range(x.shape[0]):
-        out[t] = (np.uint64(zlib.crc32(memoryview(words[t]))) << np.uint64(32)) | sums[t]
-    return out
+    t = arrays[0].shape[0]
+    crc = [0] * t
+    sums = np.zeros(t, np.uint64)
+    for a in arrays:
+        x = np.ascontiguousarray(a, dtype=np.float32)
+        if np.isnan(x).any():  # one NaN bit pattern, whatever the source wrote
+            x = np.where(np.isnan(x), _NAN, x)
+        words = x.reshape(t, -1).view(np.uint32)
+        sums += words.sum(axis=1, dtype=np.uint64)
+        for i in range(t):
+            crc[i] = zlib.crc32(memoryview(words[i]), crc[i])
+    sums &= np.uint64(0xFFFFFFFF)
+    return (np.asarray(crc, np.uint64) << np.uint64(32)) | sums
+
+
+def hash_steps(block: np.ndarray) -> np.ndarray:
+    """:func:`step_hashes` of ``block (T, V, H, W)``."""
+    return step_hashes([block[:, v] for v in range(block.shape[1])])
 
 
 def _welford(
@@ -70,77 +85,168 @@ def _welford(
     return n, mean, np.maximum(s2 - n * mean * mean, 0.0)
 
 
-def _start_write(targets: list, x: np.ndarray, start: int):
+def _moments(x: np.ndarray, nan: np.ndarray | None) -> tuple[float, float, float]:
+    """``(n, mean, M2)`` of one variable's finite values ``x`` (any shape, contiguous)."""
+    if nan is not None:
+        x = np.where(nan, np.float32(0), x)
+        n = float(x.size - np.count_nonzero(nan))
+    else:
+        n = float(x.size)
+    x64 = x.reshape(-1).astype(np.float64)
+    s1 = float(x64.sum())
+    s2 = float(np.einsum("i,i->", x64, x64))  # einsum: no BLAS threads inside a worker
+    mean = s1 / n if n > 0 else 0.0
+    return n, mean, max(s2 - n * mean * mean, 0.0)
+
+
+def _start_write(targets: list, arrays: Sequence[np.ndarray], start: int) -> Any:
     """Start writing every variable of a chunk on zarr's I/O loop and return the future, so
     that the statistics are computed while the chunks are encoded and stored (zarr's async
     API encodes the variables concurrently)."""
-    region = slice(start, start + x.shape[0])
+    region = slice(start, start + arrays[0].shape[0])
 
     async def write_all() -> None:
         await asyncio.gather(
-            *[arr.async_array.setitem(region, x[:, v]) for v, arr in enumerate(targets)]
+            *[arr.async_array.setitem(region, a) for a, arr in zip(arrays, targets, strict=True)]
         )
 
     return asyncio.run_coroutine_threadsafe(write_all(), zarr_loop())
 
 
+def _libc() -> Any:
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc
+        return None
+
+
+_LIBC = _libc()
+
+
+def _trim() -> None:
+    """Hand freed heap back to the OS: glibc keeps it per thread arena otherwise (zarr's codec
+    threads and the task thread each grow their own), and a Dask worker counts what it keeps
+    as unmanaged memory, which pauses it."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _xty(ft: np.ndarray, y: np.ndarray, out: np.ndarray) -> None:
+    """``out = ft @ y`` (``(P, T) @ (T, N)``, float32) in column slices small enough for
+    OpenBLAS to run each on the calling thread (it threads a GEMM from ``m*n*k`` of 2**18 on):
+    its helper threads would spin against the pass's other threads and zarr's codecs (on two
+    busy cores this product took 10x longer threaded than on one thread)."""
+    p, k = ft.shape
+    step = max(64, (2**18 - 1) // max(p * k, 1))
+    for a in range(0, y.shape[1], step):
+        np.matmul(ft, y[:, a : a + step], out=out[:, a : a + step])
+
+
+class Targets:
+    """The Zarr arrays a write pass fills, passed to its tasks as one opaque argument (Dask
+    would otherwise walk the arrays' dataclass fields for every task)."""
+
+    __slots__ = ("arrays",)
+
+    def __init__(self, arrays: list) -> None:
+        self.arrays = arrays
+
+
 def _block(
-    x: np.ndarray,
     hours: np.ndarray,
     valid: np.ndarray | None,
     harmonics: tuple[int, int],
-    targets: list | None = None,
-    start: int = 0,
-) -> dict:
-    """Statistics of one time chunk ``x (T, V, H, W)``, written to ``targets[v][start:]``."""
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    pending = _start_write(targets, x, start) if targets is not None else None
-    t, nv, h, w = x.shape
-    flat = x.reshape(t, nv, h * w)
-    isnan = np.isnan(flat)
-    anynan = bool(isnan.any())
-    nan_step = isnan.sum(axis=2)  # (T, V)
-    clim = ClimAccumulator(nv, (h, w), *harmonics)
-    if valid is None:
-        # first write: the domain is not known yet; a step is complete when it has no more
-        # NaNs than the least-NaN step of this chunk (the static mask)
-        complete = nan_step <= nan_step.min(axis=0, keepdims=True)
-        dom = ~isnan.all(axis=(0, 1)).reshape(h, w)
-        if complete.all():
-            clim.add(x, hours, dom)
+    targets: Targets | None,
+    start: int,
+    index: int,
+    *arrays: np.ndarray,
+) -> dict[str, Any]:
+    """Write one time chunk (``arrays``: one ``(T, H, W)`` array per variable) to
+    ``targets[v][start:]`` and return its contribution to the pass's statistics.
+
+    A step enters a variable's climatology if it is complete over the domain (``valid``; on
+    the first write, where the domain is not known yet, over the points that have data in this
+    chunk, and only steps with no more NaNs than the chunk's least-NaN step).
+    """
+    xs = [np.ascontiguousarray(a, dtype=np.float32) for a in arrays]
+    del arrays
+    pending = _start_write(targets.arrays, xs, start) if targets is not None else None
+    nv = len(xs)
+    t, h, w = xs[0].shape
+    nans = [np.isnan(x) for x in xs]
+    anynan = [bool(m.any()) for m in nans]
+    nan_step = np.zeros((t, nv), np.int64)
+    nan_point = np.zeros((nv, h, w), np.int32)
+    vmin, vmax = np.empty(nv), np.empty(nv)
+    mom = [np.zeros(nv), np.zeros(nv), np.zeros(nv)]
+    dmom = [np.zeros(nv), np.zeros(nv), np.zeros(nv)]
+    for v, (x, m) in enumerate(zip(xs, nans, strict=True)):
+        if anynan[v]:
+            nan_step[:, v] = m.reshape(t, -1).sum(axis=1)
+            nan_point[v] = m.sum(axis=0)
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # a block inside a gap
+                lo, hi = np.nanmin(x), np.nanmax(x)
+            vmin[v] = np.inf if np.isnan(lo) else lo
+            vmax[v] = -np.inf if np.isnan(hi) else hi
         else:
-            for v in range(nv):
-                sel = complete[:, v]
-                sub = ClimAccumulator(1, (h, w), *harmonics)
-                sub.add(x[sel, v : v + 1], hours[sel], dom)
-                clim.xtx[v], clim.xty[v], clim.n[v] = sub.xtx[0], sub.xty[0], sub.n[0]
-            clim.span = [float(hours[0]), float(hours[-1])]
-    else:
-        clim.add(x, hours, valid)
-    if anynan:
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # a block inside a gap: all NaN
-            vmin = np.nanmin(flat, axis=(0, 2))
-            vmax = np.nanmax(flat, axis=(0, 2))
-        vmin = np.where(np.isnan(vmin), np.inf, vmin)
-        vmax = np.where(np.isnan(vmax), -np.inf, vmax)
-    else:
-        vmin, vmax = flat.min(axis=(0, 2)), flat.max(axis=(0, 2))
+            vmin[v], vmax[v] = x.min(), x.max()
+        for acc, val in zip(mom, _moments(x, m if anynan[v] else None), strict=True):
+            acc[v] = val
+        if t > 1:
+            d = np.diff(x, axis=0)
+            dn = np.isnan(d) if anynan[v] else None
+            for acc, val in zip(dmom, _moments(d, dn), strict=True):
+                acc[v] = val
+            del d, dn
+    # climatology: the normal-equation products of this chunk, X'y in float32 (what the
+    # accumulator adds; exact in float64 when the caller folds them)
+    feats = climatology_features(hours, *harmonics)  # (T, P)
+    p = feats.shape[1]
+    xtx = np.zeros((nv, p, p))
+    xty = np.zeros((nv, p, h * w), np.float32)
+    used = np.zeros(nv)
+    dom = valid
+    if valid is None:
+        dom = ~np.logical_and.reduce([m.all(axis=0) for m in nans])
+    for v, (x, m) in enumerate(zip(xs, nans, strict=True)):
+        sel = np.ones(t, bool)
+        if valid is None:  # complete steps: no more NaNs than the least-NaN one
+            sel = nan_step[:, v] <= nan_step[:, v].min()
+        y = x.reshape(t, -1)
+        if anynan[v] and m[sel].any():
+            sel = sel & ~m[:, dom].any(axis=1)
+            y = np.nan_to_num(y[sel])
+        elif not sel.all():
+            y = y[sel]
+        if not sel.any():
+            continue
+        f = feats[sel]
+        xtx[v] = f.T @ f
+        _xty(np.ascontiguousarray(f.T, dtype=np.float32), y, xty[v])
+        used[v] = sel.sum()
     out = {
-        "hash": hash_steps(x),
-        "nan_point": isnan.sum(axis=0).reshape(nv, h, w),
+        "index": index,
+        "n": t,
+        "hash": step_hashes(xs),
+        "nan_point": nan_point,
         "nan_step": nan_step,
         "min": vmin,
         "max": vmax,
-        "mom": _welford(flat, isnan),
-        "dmom": _welford(np.diff(flat, axis=0)) if t > 1 else None,
-        "first": x[0],
-        "last": x[-1],
-        "clim": clim.to_arrays(),
-        "n": t,
+        "mom": tuple(mom),
+        "dmom": tuple(dmom) if t > 1 else None,
+        "first": np.stack([x[0] for x in xs]),
+        "last": np.stack([x[-1] for x in xs]),
+        "xtx": xtx,
+        "xty": xty.reshape(nv, p, h, w),
+        "used": used,
+        "span": (float(hours[0]), float(hours[-1])),
     }
+    del nans
     if pending is not None:
         pending.result()  # re-raises a failed write
+    del xs, pending
+    _trim()
     return out
 
 
@@ -160,26 +266,67 @@ def _chan(a: tuple | None, b: tuple | None) -> tuple | None:
     return n, mean, q
 
 
-def _merge(a: dict, b: dict) -> dict:
-    """Combine the results of two adjacent chunks (``a`` before ``b``); the tendency across
-    their boundary is added, and only the outer first/last steps are kept, so that a tree of
-    merges holds O(log n) partial results instead of one per chunk."""
-    clim = ClimAccumulator.from_arrays(a["clim"])
-    clim.merge(ClimAccumulator.from_arrays(b["clim"]))
-    edge = _welford((b["first"] - a["last"])[None])
-    return {
-        "hash": np.concatenate([a["hash"], b["hash"]]),
-        "nan_point": a["nan_point"] + b["nan_point"],
-        "nan_step": np.concatenate([a["nan_step"], b["nan_step"]]),
-        "min": np.minimum(a["min"], b["min"]),
-        "max": np.maximum(a["max"], b["max"]),
-        "mom": _chan(a["mom"], b["mom"]),
-        "dmom": _chan(_chan(a["dmom"], b["dmom"]), edge),
-        "first": a["first"],
-        "last": b["last"],
-        "clim": clim.to_arrays(),
-        "n": a["n"] + b["n"],
-    }
+class _Fold:
+    """Combines the chunks' contributions in any order (they arrive as tasks finish): sums,
+    extremes and moments are order-free; the tendency across a chunk boundary is added once
+    both neighbours are in, and only then are their edge steps dropped."""
+
+    def __init__(self, sizes: Sequence[int], nv: int, shape: tuple[int, int], harmonics) -> None:
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+        total = int(self.offsets[-1])
+        self.hash = np.zeros(total, np.uint64)
+        self.nan_step = np.zeros((total, nv), np.int64)
+        self.nan_point = np.zeros((nv, *shape), np.int64)
+        self.vmin = np.full(nv, np.inf)
+        self.vmax = np.full(nv, -np.inf)
+        self.mom: tuple | None = None
+        self.dmom: tuple | None = None
+        self.clim = ClimAccumulator(nv, shape, *harmonics)
+        self.firsts: dict[int, np.ndarray] = {}
+        self.lasts: dict[int, np.ndarray] = {}
+        self.n_blocks = len(sizes)
+        self.seen = 0
+
+    def add(self, b: dict[str, Any]) -> None:
+        i = b["index"]
+        a, z = self.offsets[i], self.offsets[i + 1]
+        self.hash[a:z] = b["hash"]
+        self.nan_step[a:z] = b["nan_step"]
+        self.nan_point += b["nan_point"]
+        self.vmin = np.minimum(self.vmin, b["min"])
+        self.vmax = np.maximum(self.vmax, b["max"])
+        self.mom = _chan(self.mom, b["mom"])
+        self.dmom = _chan(self.dmom, b["dmom"])
+        c = self.clim
+        c.xtx += b["xtx"]
+        c.xty += b["xty"]
+        c.n += b["used"]
+        c.span = [min(c.span[0], b["span"][0]), max(c.span[1], b["span"][1])]
+        self.firsts[i], self.lasts[i] = b["first"], b["last"]
+        for left in (i - 1, i):  # the boundaries this chunk closes
+            if left in self.lasts and left + 1 in self.firsts:
+                edge = _welford((self.firsts[left + 1] - self.lasts[left])[None])
+                self.dmom = _chan(self.dmom, edge)
+                # counted: keep only the pass's outer steps (the first chunk's first step,
+                # the last chunk's last), which a boundary never is
+                del self.lasts[left], self.firsts[left + 1]
+        self.seen += 1
+
+    def total(self) -> dict[str, Any]:
+        if self.seen != self.n_blocks:
+            raise RuntimeError(f"write pass: {self.seen} of {self.n_blocks} chunks folded")
+        return {
+            "hash": self.hash,
+            "nan_point": self.nan_point,
+            "nan_step": self.nan_step,
+            "min": self.vmin,
+            "max": self.vmax,
+            "mom": self.mom,
+            "dmom": self.dmom,
+            "first": self.firsts[0],
+            "last": self.lasts[self.n_blocks - 1],
+            "n": int(self.offsets[-1]),
+        }
 
 
 @dataclass
@@ -299,38 +446,48 @@ def run(
     valid: np.ndarray | None,
     prev: np.ndarray | None,
     harmonics: tuple[int, int] = (3, 4),
+    paused_timeout_s: float = blockrun.PAUSED_TIMEOUT_S,
 ) -> WriteResult:
     """Write the dask-backed ``ds`` into ``targets`` (Zarr arrays, one per variable, in
     ``ds`` order) from time index ``start``, computing the per-chunk statistics on the way.
     ``targets=None`` computes the statistics only. ``ds``'s time chunks must align with the
-    arrays' chunks (each task then owns whole Zarr chunks)."""
+    arrays' chunks (each task then owns whole Zarr chunks).
+
+    The chunks run a few at a time (:func:`wxmodels.data.blockrun.run_blocks`): on threads,
+    or on the distributed cluster of the current client, where a worker that stays paused
+    (over its memory limit) with no chunk finishing for ``paused_timeout_s`` raises
+    :class:`~wxmodels.errors.IngestError` instead of waiting forever."""
+    import dask
+
     variables = list(ds.data_vars)
     hours = ds[TIME].values.astype("datetime64[s]").astype(np.int64) / 3600.0
-    stacked = dask.array.stack([ds[v].data for v in variables], axis=1).rechunk(
-        {1: -1, 2: -1, 3: -1}
-    )
-    pieces = stacked.to_delayed().reshape(-1)
+    data = [ds[v].data.rechunk({1: -1, 2: -1}) for v in variables]
+    sizes = data[0].chunks[0]
+    if any(d.chunks[0] != sizes for d in data):
+        raise ValueError("the variables' time chunks differ")
+    pieces = [d.to_delayed().reshape(-1) for d in data]
+    wrapped = Targets(list(targets)) if targets is not None else None
     tasks, k = [], 0
-    for piece, n in zip(pieces, stacked.chunks[0], strict=True):
+    for i, n in enumerate(sizes):
         tasks.append(
             dask.delayed(_block, pure=False)(
-                piece, hours[k : k + n], valid, harmonics, targets, start + k
+                hours[k : k + n],
+                valid,
+                harmonics,
+                wrapped,
+                start + k,
+                i,
+                *[p[i] for p in pieces],
             )
         )
         k += n
-    # pairwise tree of merges of adjacent chunks: results are folded as soon as both halves
-    # exist, so workers never hold the statistics of every chunk at once
-    while len(tasks) > 1:
-        tasks = [
-            dask.delayed(_merge, pure=False)(tasks[i], tasks[i + 1])
-            if i + 1 < len(tasks)
-            else tasks[i]
-            for i in range(0, len(tasks), 2)
-        ]
-    (total,) = dask.compute(tasks[0])
-    return WriteResult(
-        [total],
-        ClimAccumulator.from_arrays(total["clim"]),
-        total["hash"],
-        [str(v) for v in variables],
+    shape = (ds.sizes[LAT], ds.sizes[LON])
+    fold = _Fold(sizes, len(variables), shape, harmonics)
+    blockrun.run_blocks(
+        tasks,
+        fold.add,
+        paused_timeout_s=paused_timeout_s,
+        chunk_bytes=max(sizes, default=0) * len(variables) * shape[0] * shape[1] * 4,
     )
+    total = fold.total()
+    return WriteResult([total], fold.clim, total["hash"], [str(v) for v in variables])
