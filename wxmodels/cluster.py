@@ -177,6 +177,19 @@ def _wait(cluster: Any, client: Any, rt: RuntimeConfig, log_dir: str) -> None:
         time.sleep(0.5)
 
 
+def _cancel(ids: list[str], timeout: float = 20.0) -> None:
+    """``scancel`` the jobs and wait (bounded) until they have ended."""
+    if not ids:
+        return
+    subprocess.run(["scancel", *ids], capture_output=True, timeout=60, check=False)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        live = [i for i, (st, _) in _job_states(ids).items() if st not in _ENDED]
+        if not live:
+            return
+        time.sleep(0.3)
+
+
 @contextlib.contextmanager
 def slurm_cluster(
     rt: RuntimeConfig,
@@ -201,22 +214,21 @@ def slurm_cluster(
     with SLURMCluster(**kw) as cluster:
         _check_job(cluster.job_script())
         cluster.scale(jobs=rt.slurm.jobs)
-        with Client(cluster, timeout="60s") as client:
-            _wait(cluster, client, rt, kw["log_directory"])
-        ids = ", ".join(str(j.job_id) for j in cluster.workers.values())
-        log.info(
-            "SLURM cluster %s: %d workers in jobs %s, joined in %.0f s; dashboard %s",
-            cluster.scheduler_address,
-            rt.slurm.n_workers,
-            ids,
-            time.perf_counter() - t,
-            cluster.dashboard_link,
-        )
         try:
+            with Client(cluster, timeout="60s") as client:
+                _wait(cluster, client, rt, kw["log_directory"])
+            ids = ", ".join(str(j.job_id) for j in cluster.workers.values())
+            log.info(
+                "SLURM cluster %s: %d workers in jobs %s, joined in %.0f s; dashboard %s",
+                cluster.scheduler_address,
+                rt.slurm.n_workers,
+                ids,
+                time.perf_counter() - t,
+                cluster.dashboard_link,
+            )
             yield cluster.scheduler_address
         finally:
-            # workers leave first (their jobs then end as completed, not cut off from a
-            # scheduler that is gone); closing the cluster scancels the jobs, queued ones too
-            with contextlib.suppress(Exception), Client(cluster, timeout="30s") as client:
-                client.retire_workers(close_workers=True)
+            # the jobs end first (SIGTERM: each worker closes its connections), then the
+            # scheduler closes, finding no worker stream open
+            _cancel([str(j.job_id) for j in cluster.workers.values() if j.job_id])
     log.info("SLURM worker jobs %s cancelled", ids)
