@@ -30,6 +30,9 @@ class EvaluateConfig(Strict):
     """Lead times (hours) at which skill is scored."""
     init_stride_h: int = Field(3, ge=1, le=24 * 366)
     """Hours between initialisation times in the test window."""
+    max_inits: int | None = Field(None, ge=1)
+    """At most this many of those inits, evenly spaced over the test window (scoring's
+    memory and time then stay the same however long the window is: global grids)."""
     climatology: Literal["auto", "store", "train"] = "auto"
     """Climatology of the ACC anomalies and of the climatology and regression baselines: the
     one fitted on the training window (``train``, and ``auto``: a climatology that has seen

@@ -5,6 +5,7 @@ Shapes: ``data`` is ``(T, V, H, W)`` float32 in physical units, NaN outside the 
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,7 +125,9 @@ def load_fields(
             cache_mb=stream.cache_mb,
             max_read_mb=stream.max_read_mb,
         )
-        valid, complete = _scan(data, version, cache_dir)
+        # the scan's cache key: the steps' content hashes (the version names the time range)
+        content = hashlib.sha256(np.asarray(store.step_hashes()).tobytes()).hexdigest()
+        valid, complete = _scan(data, f"{version}:{content}", cache_dir)
     else:
         data = np.stack(
             [ds[v].transpose(TIME, LAT, LON).values.astype(np.float32) for v in variables],

@@ -126,9 +126,9 @@ class StoreArray:
         need = flat.size * int(np.prod(probe.shape[1:])) * 4
         if need > self.max_read_bytes:
             raise DataError(
-                f"reading {flat.size} steps of {self.store_url} at once ({need / 2**30:.2f} GiB) "
-                f"exceeds the streaming bound ({self.max_read_bytes / 2**30:.2f} GiB, "
-                "stream.max_read_mb): this step must read the store block by block"
+                f"reading {flat.size} steps of {self.store_url} at once ({need / 2**20:.1f} MiB) "
+                f"exceeds the streaming bound ({self.max_read_bytes / 2**20:.1f} MiB, "
+                "stream.max_read_mb): read it block by block, or lower the batch size"
             )
         out = np.empty((flat.size, *probe.shape[1:]), np.float32)
         chunk_of = flat // self.time_chunk

@@ -102,7 +102,7 @@ def eval_inits(cfg: CycleConfig, run: RunData) -> np.ndarray:
     )
     if len(inits) == 0:
         raise ValueError("the test window has no complete init time for the longest lead")
-    return inits
+    return inits if cfg.evaluate.max_inits is None else spaced(inits, cfg.evaluate.max_inits)
 
 
 @dataclass
@@ -169,8 +169,8 @@ def setup(cfg: CycleConfig) -> Setup:
     if PRECIP in f.variables:
         a, b = run.split.train
         steps_fit = np.arange(a, b)
-        if f.streamed:  # evenly spaced steps of the training window: bounded memory
-            steps_fit = spaced(steps_fit, cfg.stream.max_fit_inits)
+        if f.streamed:  # evenly spaced chunks of the training window: bounded memory
+            steps_fit = spaced(steps_fit, cfg.stream.max_fit_inits, _run(f))
         rate = f.data[steps_fit, f.variables.index(PRECIP)]
         seeps[PRECIP] = seeps_climatology(rate, f.valid, cfg.evaluate.seeps_dry_mm / f.step_hours)
     return Setup(run, inits, steps, truth, clim, clim_at, seeps, _regions(cfg, run))
@@ -273,6 +273,7 @@ def score_baselines(cfg: CycleConfig) -> BaselineScores:
                 s.run.split.inits(f, "train", history=2, lead_steps=max(s.steps)),
                 s.run.split.inits(f, "val", history=2, lead_steps=max(s.steps)),
                 max_fit=cfg.stream.max_fit_inits if f.streamed else None,
+                run=_run(f),
             )
         )
     return BaselineScores(
@@ -293,12 +294,13 @@ def regression_forecasts(
     val: np.ndarray,
     *,
     max_fit: int | None = None,
+    run: int = 1,
 ) -> dict[str, xr.Dataset]:
     """The regression baselines ``names``, fitted on ``fit_on`` at the ``train`` inits (ridge
     tuned at the ``val`` inits), forecasting ``fields`` from ``inits``. ``max_fit``: fit on
-    at most that many of them (evenly spaced), for streamed fields."""
+    at most about that many of them (evenly spaced runs of ``run``), for streamed fields."""
     if max_fit is not None:
-        train, val = spaced(train, max_fit), spaced(val, max_fit)
+        train, val = spaced(train, max_fit, run), spaced(val, max_fit, run)
     call_fit = _clim_array(clim_at, fit_on)
     call = call_fit if fit_on is fields else _clim_array(clim_at, fields)
     fits: dict[str, Callable[[], LinearBaseline | CellLinearBaseline | RidgeBaseline]] = {
@@ -311,12 +313,25 @@ def regression_forecasts(
     }
 
 
-def spaced(idx: np.ndarray, n: int) -> np.ndarray:
-    """At most ``n`` of ``idx``, evenly spaced (all of them when there are fewer)."""
+def spaced(idx: np.ndarray, n: int, run: int = 1) -> np.ndarray:
+    """At most about ``n`` of ``idx``, evenly spaced (all of them when there are fewer); with
+    ``run > 1``, whole runs of the indices that share ``i // run`` (a store chunk: each chunk
+    read is then used whole, instead of for one step)."""
     idx = np.asarray(idx)
     if len(idx) <= n:
         return idx
-    return idx[np.linspace(0, len(idx) - 1, n).round().astype(int)]
+    if run <= 1:
+        return idx[np.linspace(0, len(idx) - 1, n).round().astype(int)]
+    groups = idx // run
+    uniq = np.unique(groups)
+    k = min(len(uniq), max(1, int(np.ceil(n / run))))
+    keep = uniq[np.linspace(0, len(uniq) - 1, k).round().astype(int)]
+    return idx[np.isin(groups, keep)]
+
+
+def _run(f: Fields) -> int:
+    """Steps per store chunk of streamed fields (1 in memory)."""
+    return int(f.data.time_chunk) if f.streamed else 1  # type: ignore[attr-defined]
 
 
 def _clim_array(clim_at: Callable[[np.ndarray], np.ndarray], f: Fields) -> Any:

@@ -59,6 +59,14 @@ class LinearBaseline:
         return out
 
 
+def init_blocks(inits: np.ndarray, per_init_bytes: float, budget_mb: float = 64.0):
+    """``inits`` in time order, in blocks whose features take about ``budget_mb`` (one block
+    on small grids: the sums are then those of one product over all of them)."""
+    inits = np.sort(np.asarray(inits))
+    n = max(1, int(budget_mb * 2**20 / max(per_init_bytes, 1.0)))
+    return [inits[k : k + n] for k in range(0, len(inits), n)]
+
+
 def fit_linear(
     fields: Fields,
     clim_all: np.ndarray,
@@ -66,22 +74,32 @@ def fit_linear(
     lead_steps: list[int],
     ridge: float = 1e-3,
 ) -> LinearBaseline:
-    """Least squares (lightly ridged) on the training ``inits``."""
-    inits = np.asarray(inits)
+    """Least squares (lightly ridged) on the training ``inits``; the normal equations are
+    accumulated init block by init block (bounded memory on large grids)."""
     anom = Anomalies(fields.data, clim_all)
     valid = fields.valid
     nv = fields.data.shape[1]
-    x = np.concatenate([anom[inits], anom[inits - 1]], axis=1)[:, :, valid]  # (N, 2V, P)
-    coef = np.zeros((len(lead_steps), nv, 2 * nv + 1))
-    for j, s in enumerate(lead_steps):
-        y = anom[inits + s][:, :, valid]  # (N, V, P)
+    k = 2 * nv + 1
+    ata = np.zeros((len(lead_steps), nv, k, k))
+    atb = np.zeros((len(lead_steps), nv, k))
+    count = np.zeros((len(lead_steps), nv))
+    for idx in init_blocks(inits, 2 * nv * int(valid.sum()) * 4 * 3):
+        x = np.concatenate([anom[idx], anom[idx - 1]], axis=1)[:, :, valid]  # (n, 2V, P)
+        xok = np.isfinite(x).all(axis=1)  # (n, P)
+        for j, s in enumerate(lead_steps):
+            y = anom[idx + s][:, :, valid]  # (n, V, P)
+            for v in range(nv):
+                ok = np.isfinite(y[:, v]) & xok
+                xv = x.transpose(0, 2, 1)[ok]  # (m, 2V)
+                a = np.concatenate([xv, np.ones((len(xv), 1))], axis=1).astype(np.float64)
+                ata[j, v] += a.T @ a
+                atb[j, v] += a.T @ y[:, v][ok].astype(np.float64)
+                count[j, v] += len(a)
+    coef = np.zeros((len(lead_steps), nv, k))
+    pen = np.diag([1.0] * (2 * nv) + [0.0])
+    for j in range(len(lead_steps)):
         for v in range(nv):
-            ok = np.isfinite(y[:, v]) & np.isfinite(x).all(axis=1)  # (N, P)
-            xv = x.transpose(0, 2, 1)[ok]  # (n, 2V)
-            a = np.concatenate([xv, np.ones((len(xv), 1))], axis=1).astype(np.float64)
-            b = y[:, v][ok].astype(np.float64)
-            lhs = a.T @ a + ridge * len(a) * np.diag([1.0] * (2 * nv) + [0.0])
-            coef[j, v] = np.linalg.solve(lhs, a.T @ b)
+            coef[j, v] = np.linalg.solve(ata[j, v] + ridge * count[j, v] * pen, atb[j, v])
     return LinearBaseline(coef, lead_steps)
 
 
@@ -127,19 +145,25 @@ def fit_cell_linear(
     lead_steps: list[int],
     ridge: float = 1e-3,
 ) -> CellLinearBaseline:
-    """Least squares per cell (lightly ridged) on the training ``inits``."""
-    inits = np.asarray(inits)
-    x, anom = _anomaly_features(fields, clim_all, inits)
-    n, _, nv, p = x.shape
+    """Least squares per cell (lightly ridged) on the training ``inits``, accumulated init
+    block by init block."""
+    nv, p = fields.data.shape[1], int(fields.valid.sum())
     k = 2 * nv + 1
-    a = np.concatenate([x.reshape(n, 2 * nv, p), np.ones((n, 1, p))], axis=1)  # (N, K, P)
-    ata = np.einsum("nkp,njp->pkj", a, a)  # (P, K, K)
+    ata = np.zeros((p, k, k))
+    aty = np.zeros((len(lead_steps), p, k, nv))
+    n = 0
+    for idx in init_blocks(inits, (2 * nv + 1) * p * 8 * 3):
+        x, anom = _anomaly_features(fields, clim_all, idx)
+        a = np.concatenate([x.reshape(len(idx), 2 * nv, p), np.ones((len(idx), 1, p))], axis=1)
+        ata += np.einsum("nkp,njp->pkj", a, a)  # (P, K, K)
+        for j, s in enumerate(lead_steps):
+            y = np.nan_to_num(anom[idx + s][:, :, fields.valid]).astype(np.float64)  # (n, V, P)
+            aty[j] += np.einsum("nkp,nvp->pkv", a, y)  # (P, K, V)
+        n += len(idx)
     pen = ridge * n * np.diag([1.0] * (2 * nv) + [0.0])
     coef = np.zeros((len(lead_steps), nv, p, k))
-    for j, s in enumerate(lead_steps):
-        y = np.nan_to_num(anom[inits + s][:, :, fields.valid]).astype(np.float64)  # (N, V, P)
-        aty = np.einsum("nkp,nvp->pkv", a, y)  # (P, K, V)
-        sol = np.linalg.solve(ata + pen[None], aty)  # (P, K, V)
+    for j in range(len(lead_steps)):
+        sol = np.linalg.solve(ata + pen[None], aty[j])  # (P, K, V)
         coef[j] = sol.transpose(2, 0, 1)
     return CellLinearBaseline(coef, lead_steps)
 

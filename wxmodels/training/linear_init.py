@@ -56,6 +56,8 @@ def init_linear_path(
     batches = Batches(fields, model.history, device, clim_all)
     cin = model.skip.in_channels
     nv = model.skip.out_channels
+    # the batch's design matrix (cells x features, float64) within ~64 MiB on large grids
+    batch = max(1, min(batch, int(64 * 2**20 / (fields.valid.size * (cin + 1) * 8))))
     xtx = torch.zeros(cin + 1, cin + 1, dtype=torch.float64, device=device)
     xty = torch.zeros(cin + 1, nv, dtype=torch.float64, device=device)
     yy = torch.zeros(nv, dtype=torch.float64, device=device)

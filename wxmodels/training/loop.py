@@ -138,6 +138,10 @@ class FitReport:
     val_loss: list[float] = field(default_factory=list)
     phase: list[str] = field(default_factory=list)
     steps: list[int] = field(default_factory=list)
+    train_s: list[float] = field(default_factory=list)
+    """Wall time of each epoch's training pass (reads and steps; validation apart)."""
+    samples: list[int] = field(default_factory=list)
+    """Samples trained on in each epoch."""
     wall_s: float = 0.0
     stopped: str = ""
 
@@ -352,12 +356,18 @@ def fit(
             tp = rollout(teacher, state, tm, steps, spec.step_hours, clim)
         return alpha * truth + (1 - alpha) * tp
 
+    # validation batches within ~256 MiB of fields and activations on large grids
+    per_sample = fields.valid.size * len(fields.variables) * 4 * (model.history + val_steps) * 8
+    val_batch = max(1, min(64, int(256 * 2**20 / per_sample)))
+    if fields.streamed:  # and each batch's read within the streaming bound
+        val_batch = max(1, min(val_batch, int(stream.max_read_mb * 2**20 / (per_sample / 8))))
+
     def evaluate(steps: int) -> float:
         model.eval()
         tot, n = 0.0, 0
         with torch.no_grad():
-            for k in range(0, len(val_inits), 64):
-                idx = val_inits[k : k + 64]
+            for k in range(0, len(val_inits), val_batch):
+                idx = val_inits[k : k + val_batch]
                 state, tm, clim, truth = batches.get(idx, steps)
                 pred = rollout(model, state, tm, steps, spec.step_hours, clim)
                 tot += float(masked_loss(pred, truth, scale, weights)) * len(idx)
@@ -389,6 +399,7 @@ def fit(
         if samples_per_epoch:
             order = order[:samples_per_epoch]
         tot, n = 0.0, 0
+        t_ep = time.perf_counter()
         for idx, (state, tm, clim, truth) in batches.epoch(order, steps, batch_size, stream):
             tgt = targets(idx, truth, steps)
             if input_noise:
@@ -408,6 +419,8 @@ def fit(
             n += len(idx)
             if time.perf_counter() - t0 > max_minutes * 60:
                 break
+        report.train_s.append(time.perf_counter() - t_ep)
+        report.samples.append(n)
         val = evaluate(val_steps)
         report.train_loss.append(tot / max(n, 1))
         report.val_loss.append(val)
