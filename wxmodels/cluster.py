@@ -27,6 +27,8 @@ __all__ = ["slurm_cluster", "slurm_kwargs"]
 
 log = logging.getLogger(__name__)
 
+_SQUEUE_EVERY_S = 3.0
+"""How often the wait for workers asks SLURM about their jobs (sites ask for restraint)."""
 _ENDED = {
     "BOOT_FAIL",
     "CANCELLED",
@@ -114,17 +116,21 @@ def _check_job(script: str) -> None:
         raise WxcError(f"SLURM refuses the worker job (runtime.slurm): {why.strip()}")
 
 
-def _job_states(ids: list[str]) -> dict[str, tuple[str, str]]:
-    """``{job id: (state, reason)}`` of the jobs SLURM still knows."""
+def _job_states(ids: list[str]) -> dict[str, tuple[str, str]] | None:
+    """``{job id: (state, reason)}`` of the jobs SLURM still knows; ``None`` when ``squeue``
+    did not answer (a busy controller: ask again later)."""
     if not ids:
         return {}
     r = subprocess.run(
         ["squeue", "-h", "-t", "all", "-j", ",".join(ids), "-o", "%i|%T|%r"],
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=60,
         check=False,
     )
+    if r.returncode != 0:
+        # every job forgotten (ended long enough ago) is an error to squeue
+        return {} if "Invalid job id" in r.stderr else None
     out = {}
     for line in r.stdout.splitlines():
         parts = line.strip().split("|")
@@ -143,28 +149,36 @@ def _log_tail(log_dir: str, job_name: str, job_id: str) -> str:
 
 
 def _wait(cluster: Any, client: Any, rt: RuntimeConfig, log_dir: str) -> None:
-    """Until every worker has joined; fails when a job ends first or at the timeout."""
+    """Until every worker has joined; fails when a job ends first or at the timeout. The
+    scheduler is asked twice a second, SLURM (``squeue``) every few seconds."""
     s = rt.slurm
     want = s.n_workers
-    deadline = time.monotonic() + s.wait_timeout_s
-    where = f"`squeue --me` and the job logs in {log_dir}"
+    start = time.monotonic()
+    deadline = start + s.wait_timeout_s
+    asked = -_SQUEUE_EVERY_S
+    states: dict[str, tuple[str, str]] = {}
     while True:
         have = len(client.nthreads())
         if have >= want:
             return
-        ids = [j.job_id for j in cluster.workers.values() if getattr(j, "job_id", None)]
-        states = _job_states(ids)
-        ended = [i for i in ids if i not in states or states[i][0] in _ENDED]
-        if ended:
-            i = ended[0]
-            state = states.get(i, ("ENDED", ""))[0]
-            tail = _log_tail(log_dir, s.job_name, i)
-            raise WxcError(
-                f"SLURM job {i} {state.lower()} before its Dask worker joined ({have} of "
-                f"{want} workers): see {Path(log_dir) / f'{s.job_name}-{i}.err'}"
-                + (f" ({tail})" if tail else "")
-            )
-        if time.monotonic() > deadline:
+        now = time.monotonic()
+        if now - asked >= _SQUEUE_EVERY_S or now > deadline:
+            asked = now
+            ids = [j.job_id for j in cluster.workers.values() if getattr(j, "job_id", None)]
+            got = _job_states(ids)
+            if got is not None:
+                states = got
+                ended = [i for i in ids if i not in got or got[i][0] in _ENDED]
+                if ended:
+                    i = ended[0]
+                    state = got.get(i, ("ENDED", ""))[0]
+                    tail = _log_tail(log_dir, s.job_name, i)
+                    raise WxcError(
+                        f"SLURM job {i} {state.lower()} before its Dask worker joined ({have} "
+                        f"of {want} workers): see {Path(log_dir) / f'{s.job_name}-{i}.err'}"
+                        + (f" ({tail})" if tail else "")
+                    )
+        if now > deadline:
             said = ", ".join(
                 f"{i} {st}" + (f" ({why})" if why not in ("", "None") else "")
                 for i, (st, why) in states.items()
@@ -172,7 +186,7 @@ def _wait(cluster: Any, client: Any, rt: RuntimeConfig, log_dir: str) -> None:
             raise WxcError(
                 f"{have} of {want} SLURM workers joined in {s.wait_timeout_s:.0f} s "
                 f"(runtime.slurm.wait_timeout_s); jobs: {said or 'none submitted'}. "
-                f"See {where}"
+                f"See `squeue --me` and the job logs in {log_dir}"
             )
         time.sleep(0.5)
 
@@ -184,8 +198,8 @@ def _cancel(ids: list[str], timeout: float = 20.0) -> None:
     subprocess.run(["scancel", *ids], capture_output=True, timeout=60, check=False)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        live = [i for i, (st, _) in _job_states(ids).items() if st not in _ENDED]
-        if not live:
+        got = _job_states(ids)
+        if got is not None and all(st in _ENDED for st, _ in got.values()):
             return
         time.sleep(0.3)
 
