@@ -18,6 +18,7 @@ from wxmodels.data.stats import Climatology
 from wxmodels.data.store import Store
 from wxmodels.nets.forecaster import Forecaster, load_forecaster
 from wxmodels.pipeline.records import TeacherRecord
+from wxmodels.utils import stable_hash
 
 __all__ = [
     "RunData",
@@ -45,8 +46,29 @@ class RunData:
 
 
 def load_run_data(cfg: CycleConfig) -> RunData:
-    """The committed store in memory and its split (as configured)."""
+    """The committed store (in memory, or streamed per ``cfg.stream``) and its split.
+
+    Kept for the next call in this process while the store's commit is unchanged: the cells
+    and scoring tasks that a Dask worker runs one after another load it once (read-only:
+    callers never write into the fields)."""
     store = Store(cfg.data.store, cfg.data.storage_options)
+    commit = store.read_commit()
+    key = stable_hash(
+        [
+            cfg.data.store,
+            None if commit is None else commit.version,
+            None if commit is None else commit.history[-1:],  # when, what: a rewrite is new
+            None if commit is None else commit.revision,
+            cfg.data.variables,
+            cfg.data.split.model_dump(),
+            cfg.stream.model_dump(),
+            str(cfg.workdir),
+        ],
+        16,
+    )
+    hit = _RUN_CACHE.get(key)
+    if hit is not None:
+        return hit
     # read in this process: inside a Dask worker, dask would otherwise send the read's chunks
     # back to the (busy, one-thread) cluster as tasks of their own
     with dask.config.set(scheduler="synchronous"):
@@ -56,7 +78,13 @@ def load_run_data(cfg: CycleConfig) -> RunData:
             stream=cfg.stream,
             cache_dir=Path(cfg.workdir) / "cache",
         )
-    return RunData(fields, make_split(fields, cfg.data.split), store)
+    run = RunData(fields, make_split(fields, cfg.data.split), store)
+    _RUN_CACHE.clear()  # one store's data per process
+    _RUN_CACHE[key] = run
+    return run
+
+
+_RUN_CACHE: dict[str, RunData] = {}
 
 
 def model_climatology(model_dir: str | Path) -> Climatology | None:
@@ -85,12 +113,24 @@ def clim_all(fields: Fields, clim: Climatology | None) -> Any:
 def load_teacher(teacher_dir: str | Path) -> tuple[Forecaster, TeacherRecord]:
     """The teacher as torch sees it: its weights, or for a foreign ONNX teacher a module that
     runs the file (:class:`~wxmodels.pipeline.foreign.ForeignTeacher`)."""
-    rec = TeacherRecord.load(Path(teacher_dir) / "teacher.json")
+    record = Path(teacher_dir) / "teacher.json"
+    key = f"{Path(teacher_dir).resolve()}:{record.stat().st_mtime_ns}"
+    hit = _TEACHER_CACHE.get(key)
+    if hit is not None:  # a worker's next cell: the teacher it already loaded (callers copy it)
+        return hit
+    rec = TeacherRecord.load(record)
     if rec.foreign is not None:
         from wxmodels.pipeline.foreign import ForeignTeacher
 
-        return ForeignTeacher(teacher_dir), rec  # type: ignore[return-value]
-    return load_forecaster(Path(teacher_dir) / "torch"), rec
+        out: tuple[Any, TeacherRecord] = (ForeignTeacher(teacher_dir), rec)
+    else:
+        out = (load_forecaster(Path(teacher_dir) / "torch"), rec)
+    _TEACHER_CACHE.clear()
+    _TEACHER_CACHE[key] = out
+    return out
+
+
+_TEACHER_CACHE: dict[str, tuple[Forecaster, TeacherRecord]] = {}
 
 
 def spec_of(model_dir: str | Path) -> dict:
