@@ -90,16 +90,18 @@ def _stage(name: str, config: str, overrides: list[str], out: Path) -> dict[str,
 
 
 def _tree_rss(pid: int) -> tuple[float, float]:
-    """``(main, tree)`` RSS in MiB of process ``pid`` and of it with its descendants."""
+    """``(main, tree)`` in MiB: the RSS of process ``pid``, and the proportional set size
+    (PSS) of it with its descendants (forked loader workers share the parent's pages; their
+    RSS would count them twice)."""
     import psutil
 
     try:
         p = psutil.Process(pid)
         main = p.memory_info().rss
-        tree = main
+        tree = p.memory_full_info().pss
         for c in p.children(recursive=True):
             with contextlib.suppress(psutil.Error):
-                tree += c.memory_info().rss
+                tree += c.memory_full_info().pss
         return main / 2**20, tree / 2**20
     except psutil.Error:
         return 0.0, 0.0
@@ -253,7 +255,7 @@ def report(res: dict[str, Any], args: argparse.Namespace) -> tuple[str, str, str
             f"({lg['days']} days). Config `configs/scale-global.yaml` (streamed: chunk cache "
             "256 MiB per reading process, 2 loader workers, reads above 1 GiB refused).",
             "",
-            f"| stage | wall, {s['days']} d | wall, {lg['days']} d | peak RSS main / tree, "
+            f"| stage | wall, {s['days']} d | wall, {lg['days']} d | peak RSS main / PSS tree, "
             f"{s['days']} d | same, {lg['days']} d | tree long / short |",
             "|---|---|---|---|---|---|",
             *rows,
@@ -268,8 +270,9 @@ def report(res: dict[str, Any], args: argparse.Namespace) -> tuple[str, str, str
             f"| largest peak RSS of a stage's process tree | {worst:.0f} MiB | bounded, the "
             "same for both records |",
             "",
-            "Peak RSS is sampled every 0.2 s: of the stage's own process (main) and of it with "
-            "its children (tree: the training's loader workers). Ingest runs on Dask's threaded "
+            "Memory is sampled every 0.2 s: the RSS of the stage's own process (main), and the "
+            "PSS of it with its children (tree: the training's loader workers, forked, share "
+            "pages with it; PSS counts a shared page once). Ingest runs on Dask's threaded "
             "scheduler in the stage's process. Scoring uses `evaluate.max_inits` inits (evenly "
             "spaced over the test window) and fits the regression baselines on at most "
             "`stream.max_fit_inits` training steps.",

@@ -83,18 +83,26 @@ def fit_linear(
     ata = np.zeros((len(lead_steps), nv, k, k))
     atb = np.zeros((len(lead_steps), nv, k))
     count = np.zeros((len(lead_steps), nv))
-    for idx in init_blocks(inits, 2 * nv * int(valid.sum()) * 4 * 3):
+    for idx in init_blocks(inits, 2 * nv * int(valid.sum()) * 8 * 3):
         x = np.concatenate([anom[idx], anom[idx - 1]], axis=1)[:, :, valid]  # (n, 2V, P)
         xok = np.isfinite(x).all(axis=1)  # (n, P)
+        # the design matrix of the rows with finite features, once for every variable and lead
+        xs = x.transpose(0, 2, 1)[xok]  # (m, 2V)
+        a = np.concatenate([xs, np.ones((len(xs), 1))], axis=1).astype(np.float64)
+        ata_all = a.T @ a
         for j, s in enumerate(lead_steps):
-            y = anom[idx + s][:, :, valid]  # (n, V, P)
+            y = anom[idx + s][:, :, valid].transpose(0, 2, 1)[xok]  # (m, V)
             for v in range(nv):
-                ok = np.isfinite(y[:, v]) & xok
-                xv = x.transpose(0, 2, 1)[ok]  # (m, 2V)
-                a = np.concatenate([xv, np.ones((len(xv), 1))], axis=1).astype(np.float64)
-                ata[j, v] += a.T @ a
-                atb[j, v] += a.T @ y[:, v][ok].astype(np.float64)
-                count[j, v] += len(a)
+                yok = np.isfinite(y[:, v])
+                if yok.all():  # the usual case: every row counts
+                    ata[j, v] += ata_all
+                    atb[j, v] += a.T @ y[:, v].astype(np.float64)
+                    count[j, v] += len(a)
+                else:
+                    av = a[yok]
+                    ata[j, v] += av.T @ av
+                    atb[j, v] += av.T @ y[yok, v].astype(np.float64)
+                    count[j, v] += len(av)
     coef = np.zeros((len(lead_steps), nv, k))
     pen = np.diag([1.0] * (2 * nv) + [0.0])
     for j in range(len(lead_steps)):
