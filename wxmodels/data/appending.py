@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
+import dask
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -84,8 +85,9 @@ class Appending(ArrayIO):
           a failure raises :class:`~wxmodels.errors.DataError` and commits nothing;
         * ``inputs`` / ``quarantine`` are recorded in the commit's ledger;
         * on a Dask cluster, a worker paused over its memory limit with no chunk finishing for
-          ``paused_timeout_s`` raises :class:`~wxmodels.errors.IngestError` (nothing is
-          committed) instead of waiting forever.
+          ``paused_timeout_s`` raises
+          :class:`~wxmodels.data.blockrun.PausedWorkerError` (nothing is committed) instead
+          of waiting forever.
         """
         with self.writing():
             return self._append(
@@ -346,9 +348,10 @@ class Appending(ArrayIO):
             storage_options=self.zarr_options,
             compute=False,
         )
-        valid = self.static()["valid_mask"].values
-        prev = self.open(chunks=None).isel({TIME: -1})
-        prev = np.stack([prev[v].values for v in commit.variables])
+        with dask.config.set(scheduler="threads"):  # small reads: no trip to the cluster
+            valid = self.static()["valid_mask"].values
+            last = self.open(chunks=None).isel({TIME: -1})
+            prev = np.stack([last[v].values for v in commit.variables])
         try:
             res = writepass.run(
                 new,

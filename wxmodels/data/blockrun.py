@@ -11,7 +11,7 @@ needs is a few chunks', not the record's. The tasks run
 
 A distributed worker over its memory pause threshold stops running tasks until its memory
 falls; if it never does, a pass would wait forever. :class:`Watchdog` polls the scheduler and
-raises :class:`~wxmodels.errors.IngestError` naming the worker, its memory and its limit once
+raises :class:`PausedWorkerError` naming the worker, its memory and its limit once
 a worker has stayed paused for ``paused_timeout_s`` with no chunk finishing meanwhile.
 """
 
@@ -27,9 +27,9 @@ from typing import Any
 
 import dask
 
-from wxmodels.errors import IngestError
+from wxmodels.errors import WxcError
 
-__all__ = ["PAUSED_TIMEOUT_S", "Watchdog", "run_blocks"]
+__all__ = ["PAUSED_TIMEOUT_S", "PausedWorkerError", "Watchdog", "run_blocks"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,14 @@ POLL_S = 0.5
 """How often a pass on a cluster looks at its workers."""
 
 _SYNC = ("sync", "synchronous", "single-threaded")
+
+
+class PausedWorkerError(WxcError, RuntimeError):
+    """A Dask worker stayed paused (over its memory limit) and the pass stopped advancing.
+
+    Not a :class:`~wxmodels.errors.DataError`: the data is not at fault, and the ingest must
+    not go on to look for a bad input on the same stuck cluster. Not retried by the pipeline
+    either: the same workers would pause again."""
 
 
 def run_blocks(
@@ -182,7 +190,7 @@ class Watchdog:
             if now - max(since, self.last_progress) >= self.timeout_s
         ]
         if stuck:
-            raise IngestError(self._message(stuck[0], workers[stuck[0]], now))
+            raise PausedWorkerError(self._message(stuck[0], workers[stuck[0]], now))
 
     def _message(self, addr: str, w: dict[str, Any], now: float) -> str:
         mib = 2**20

@@ -11,6 +11,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+import dask
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -85,18 +86,20 @@ def _now() -> str:
 
 
 def _attribute(src: Source, result, max_nan_fraction: float) -> list[Problem]:
-    """Find which inputs make the batch fail value validation (read each one on its own)."""
-    bad = []
-    for rid, meta in result.inputs.items():
-        if not meta.get("range"):
-            continue
-        from wxmodels.data.sources import InputRef
+    """Find which inputs make the batch fail value validation (read each one on its own, on
+    this process's threads: one input is small, and a cluster is not needed to read it)."""
+    from wxmodels.data.sources import InputRef
 
-        try:
-            ds = src._open_one(InputRef(rid, meta["fingerprint"]))
-            validate(ds, max_nan_fraction=max_nan_fraction, what=rid.rsplit("/", 1)[-1])
-        except (DataError, OSError, ValueError) as e:
-            bad.append(Problem(rid, str(e).splitlines()[0], meta["fingerprint"]))
+    bad = []
+    with dask.config.set(scheduler="threads"):
+        for rid, meta in result.inputs.items():
+            if not meta.get("range"):
+                continue
+            try:
+                ds = src._open_one(InputRef(rid, meta["fingerprint"]))
+                validate(ds, max_nan_fraction=max_nan_fraction, what=rid.rsplit("/", 1)[-1])
+            except (DataError, OSError, ValueError) as e:
+                bad.append(Problem(rid, str(e).splitlines()[0], meta["fingerprint"]))
     return bad
 
 
@@ -118,7 +121,10 @@ def ingest(cfg: DataConfig, *, dask_address: str | None = None) -> IngestReport:
 
     The reads and writes run on Dask: the threaded scheduler by default, or the distributed
     cluster at ``dask_address`` (its workers must see the inputs and the store).
-    Raises :class:`IngestError` when nothing usable is offered and the store cannot advance.
+    Raises :class:`IngestError` when nothing usable is offered and the store cannot advance,
+    :class:`~wxmodels.data.blockrun.PausedWorkerError` when a worker of the cluster stays
+    paused over its memory limit for ``cfg.paused_timeout_s`` with the write not advancing
+    (nothing is committed).
     """
     if dask_address:
         from distributed import Client

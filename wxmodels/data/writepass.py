@@ -456,7 +456,7 @@ def run(
     The chunks run a few at a time (:func:`wxmodels.data.blockrun.run_blocks`): on threads,
     or on the distributed cluster of the current client, where a worker that stays paused
     (over its memory limit) with no chunk finishing for ``paused_timeout_s`` raises
-    :class:`~wxmodels.errors.IngestError` instead of waiting forever."""
+    :class:`~wxmodels.data.blockrun.PausedWorkerError` instead of waiting forever."""
     import dask
 
     variables = list(ds.data_vars)
