@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
 import dask
+import dask.array
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -236,7 +237,7 @@ class Appending(ArrayIO):
         chunked = ds.chunk({TIME: time_chunk, LAT: -1, LON: -1})
         encoding = {v: {"chunks": (time_chunk, ds.sizes[LAT], ds.sizes[LON])} for v in ds.data_vars}
         # metadata and coordinates only: the write pass writes the data
-        chunked.to_zarr(
+        _metadata_only(chunked).to_zarr(
             self.url,
             mode="a",  # the claimed, emptied path holds only _wxc (marker, lock)
             zarr_format=3,
@@ -340,7 +341,8 @@ class Appending(ArrayIO):
         new = new.chunk({TIME: tuple(sizes), LAT: -1, LON: -1})
         for v in new.data_vars:
             new[v].encoding = {}
-        new.to_zarr(  # resizes the arrays, writes the new times; the write pass the data
+        _metadata_only(new).to_zarr(  # resizes the arrays, writes the new times; the write
+            # pass writes the data
             self.url,
             append_dim=TIME,
             zarr_format=3,
@@ -435,6 +437,21 @@ class Appending(ArrayIO):
         from wxmodels.data import revise
 
         return revise.overlay(cast("Store", self), ds, intent)
+
+
+def _metadata_only(ds: xr.Dataset) -> xr.Dataset:
+    """``ds`` with each data variable's values replaced by an empty dask array of the same
+    shape, chunks, dtype, attributes and encoding: ``to_zarr(compute=False)`` then writes the
+    same metadata and coordinates without building (and discarding) a write graph over the
+    source's whole read graph."""
+    return ds.assign(
+        {
+            v: ds[v].copy(
+                data=dask.array.empty(ds[v].shape, chunks=ds[v].data.chunks, dtype=ds[v].dtype)
+            )
+            for v in ds.data_vars
+        }
+    )
 
 
 def _gaps_message(filled) -> str | None:
