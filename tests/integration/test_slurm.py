@@ -104,11 +104,12 @@ def _probe() -> dict:
 
 
 def _cells(matrix) -> dict[str, tuple]:
-    """What a cell built, without where and how long: its ONNX file's digest and its record."""
+    """What a cell built, without where and how long: its ONNX file's digest and its record
+    (its id and seed too: the same inputs and code)."""
     out = {}
     for c in matrix.cells:
         digest = hashlib.sha256(Path(c.onnx).read_bytes()).hexdigest()
-        out[c.name] = (digest, c.id, c.pack_bytes, c.params, c.sparsity, c.parity)
+        out[c.name] = (digest, c.id, c.seed, c.pack_bytes, c.params, c.sparsity, c.parity)
     return out
 
 
@@ -178,14 +179,17 @@ def test_run_cluster_gives_warm_workers_in_slurm_jobs_and_cancels_them(
 
 @pytest.mark.slow
 def test_wxc_compress_on_slurm_builds_what_a_local_cluster_builds(
-    slurm, teacher, prefect_server, dask_cluster, tmp_path
+    slurm, teacher, prefect_server, no_shared_cluster, monkeypatch, tmp_path
 ):
-    from flows.runners import dask_runner
+    from flows.runners import dask_runner, run_cluster
     from flows.stages import compress_flow
     from flows.state import load_latest, save_latest
     from wxmodels.config import load_config
     from wxmodels.pipeline.records import MatrixResult
 
+    # a cell's seed derives from the code version: one for both runs, whatever is committed
+    # meanwhile (workers inherit it: the jobs by sbatch, the LocalCluster's at their start)
+    monkeypatch.setenv("WXC_GIT_COMMIT", "slurm-vs-local")
     _, raw, rec = teacher
     path = _slurm_config(raw, tmp_path)
     cfg = load_config(path)
@@ -202,9 +206,10 @@ def test_wxc_compress_on_slurm_builds_what_a_local_cluster_builds(
     _wait_gone(list(logs))
 
     local_cfg = CycleConfig.model_validate({**raw, "workdir": str(tmp_path / "local-work")})
-    on_local = compress_flow.with_options(task_runner=dask_runner(local_cfg.runtime, dask_cluster))(
-        local_cfg, rec.dir
-    )
+    with run_cluster(local_cfg.runtime) as address:
+        on_local = compress_flow.with_options(task_runner=dask_runner(local_cfg.runtime, address))(
+            local_cfg, rec.dir
+        )
     assert not on_slurm.failures and not on_local.failures
     assert _cells(on_slurm) == _cells(on_local)
 
