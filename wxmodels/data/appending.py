@@ -243,7 +243,7 @@ class Appending(ArrayIO):
             zarr_format=3,
             consolidated=False,
             encoding=encoding,
-            storage_options=self.zarr_options,
+            storage_options=cast("dict[str, str] | None", self.zarr_options),
             compute=False,
         )
         try:
