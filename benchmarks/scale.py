@@ -240,7 +240,10 @@ def report(res: dict[str, Any], args: argparse.Namespace) -> tuple[str, str, str
         "epoch_ratio_per_sample": ep_ratio / sa_ratio,
         "worst_peak_tree_mib": worst,
     }
-    cmd = "python -m benchmarks.scale" + (" --quick" if args.quick else "")
+    cmd = "python -m benchmarks.scale" + (
+        " --quick" if args.quick else f" --days {args.days} --short-days {args.short_days}"
+    )
+    cmd += "".join(f' --set "{o}"' for o in res["overrides"])
     if args.resolution != 1.5:
         cmd += f" --resolution {args.resolution:g}"
     body = "\n".join(
