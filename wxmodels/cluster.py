@@ -65,6 +65,13 @@ def slurm_kwargs(
     # the nanny reads it before spawning the worker (Dask's DASK_* variables lower-case the
     # key, which then misses the upper-case MALLOC_TRIM_THRESHOLD_ of its defaults)
     prologue.append(f"export DASK_INTERNAL_INHERIT_CONFIG={inherit}")
+    # the job inherits the submitter's environment, where a LocalCluster's nanny in the same
+    # process may have left Dask's MALLOC_TRIM_THRESHOLD_ (it updates os.environ before
+    # spawning): set or unset it here, so the config alone decides
+    mt = environ.get("MALLOC_TRIM_THRESHOLD_")
+    prologue.append(
+        "unset MALLOC_TRIM_THRESHOLD_" if mt is None else f"export MALLOC_TRIM_THRESHOLD_={int(mt)}"
+    )
     kw: dict[str, Any] = {
         "queue": s.partition,
         "account": s.account,
