@@ -13,7 +13,6 @@ worker holds one chunk and its result at a time, whatever the length of the reco
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import warnings
 import zlib
 from collections.abc import Sequence
@@ -23,6 +22,7 @@ import numpy as np
 import xarray as xr
 from zarr.core.sync import _get_loop as zarr_loop
 
+from wxmodels import alloc
 from wxmodels.data import blockrun
 from wxmodels.data.stats import climatology_features
 from wxmodels.data.writeresult import Fold, WriteResult
@@ -88,24 +88,6 @@ def _start_write(targets: list, arrays: Sequence[np.ndarray], start: int) -> Any
         )
 
     return asyncio.run_coroutine_threadsafe(write_all(), zarr_loop())
-
-
-def _libc() -> Any:
-    try:
-        return ctypes.CDLL("libc.so.6")
-    except OSError:  # not glibc
-        return None
-
-
-_LIBC = _libc()
-
-
-def _trim() -> None:
-    """Hand freed heap back to the OS: glibc keeps it per thread arena otherwise (zarr's codec
-    threads and the task thread each grow their own), and a Dask worker counts what it keeps
-    as unmanaged memory, which pauses it."""
-    if _LIBC is not None:
-        _LIBC.malloc_trim(0)
 
 
 def _xty(ft: np.ndarray, y: np.ndarray, out: np.ndarray) -> None:
@@ -223,7 +205,7 @@ def _block(
     if pending is not None:
         pending.result()  # re-raises a failed write
     del xs, pending
-    _trim()
+    alloc.trim()
     return out
 
 

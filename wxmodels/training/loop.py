@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from wxmodels import alloc
 from wxmodels.config.stream import StreamConfig
 from wxmodels.data.fields import Fields
 from wxmodels.geometry import lat_weights_np
@@ -221,7 +222,7 @@ class Batches:
             shuffle=False,
             num_workers=min(workers, len(plan)),
             prefetch_factor=stream.prefetch,
-            worker_init_fn=_one_thread,
+            worker_init_fn=_loader_worker,
             multiprocessing_context="fork",
         )
         for idx, batch in zip(plan, loader, strict=True):
@@ -243,8 +244,11 @@ class _BatchReads(torch.utils.data.Dataset):
         return conv(state), conv(tm), None if clim is None else conv(clim), conv(truth)
 
 
-def _one_thread(_: int) -> None:
+def _loader_worker(_: int) -> None:
+    """A loader worker reads on one thread and returns large buffers (chunks, batches) to the
+    OS when freed, so its memory stays at its chunk cache over an epoch of any length."""
     torch.set_num_threads(1)
+    alloc.mmap_large()
 
 
 def sample_order(
