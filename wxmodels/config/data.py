@@ -284,6 +284,10 @@ class DataConfig(Strict):
     """Ingest on a Dask cluster: a worker paused over its memory limit, with no chunk of the
     write finishing for this long, fails the ingest with an error naming the worker, its
     memory and its limit (nothing is committed) instead of waiting forever."""
+    max_open_files: int = Field(16, ge=1, le=100_000)
+    """Input files kept open at once by an ingest in this process (xarray's file cache,
+    128 otherwise): each open file holds its library's metadata and chunk caches, so a
+    backlog of a year of day files would otherwise cost memory in proportion to its length."""
     split: SplitConfig = SplitConfig()
     gaps: Literal["refuse", "allow"] = "refuse"
     """A record with known gaps (winters only, an archive's outage): ``allow`` stores past a

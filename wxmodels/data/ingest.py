@@ -126,12 +126,13 @@ def ingest(cfg: DataConfig, *, dask_address: str | None = None) -> IngestReport:
     paused over its memory limit for ``cfg.paused_timeout_s`` with the write not advancing
     (nothing is committed).
     """
-    if dask_address:
-        from distributed import Client
+    with xr.set_options(file_cache_maxsize=cfg.max_open_files):
+        if dask_address:
+            from distributed import Client
 
-        with Client(dask_address):
-            return _ingest(cfg)
-    return _ingest(cfg)
+            with Client(dask_address):
+                return _ingest(cfg)
+        return _ingest(cfg)
 
 
 def _ingest(cfg: DataConfig) -> IngestReport:
