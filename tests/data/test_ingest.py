@@ -107,3 +107,21 @@ def test_nan_only_file_is_quarantined(tmp_path, landing):
     rep = ingest(_cfg(tmp_path, [str(landing / "*.nc")]))
     assert any("NaN everywhere" in p["reason"] for p in rep.problems)
     assert rep.appended == 24  # day 1 only: day 3 would leave a gap, so it waits
+
+
+def test_more_inputs_than_files_kept_open(tmp_path):
+    """Six day files through a file cache of two: every file is opened again when its chunk is
+    written, the store holds each file's values, and the process's own file-cache setting is
+    left as it was."""
+    import xarray as xr
+
+    files = write_synthetic_files(tmp_path / "in", days=6, nlat=4, nlon=6, seed=9)
+    before = xr.get_options()["file_cache_maxsize"]
+    cfg = _cfg(tmp_path, [str(p) for p in files]).model_copy(update={"max_open_files": 2})
+    rep = ingest(cfg)
+    assert (rep.appended, rep.problems) == (6 * 24, [])
+    assert xr.get_options()["file_cache_maxsize"] == before
+    ds = Store(cfg.store).open(chunks=None)
+    with xr.open_dataset(files[4]) as src:
+        want = src["t2m"].sortby(["latitude", "longitude"]).values
+    np.testing.assert_array_equal(ds["2m_temperature"].isel(time=slice(96, 120)).values, want)

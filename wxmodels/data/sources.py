@@ -173,6 +173,11 @@ class Source:
             }
             raw, info = regrid_raw(raw, lat, lon, self.target, methods)
         raw.attrs["wxc_input"] = json.dumps(info)
+        # what it provides, decided once here (the plan is metadata work, asked for again
+        # when inputs are compared and recorded)
+        raw.attrs["wxc_provides"] = json.dumps(
+            sorted({p.name for p in plan if p.name in self.variables})
+        )
         return raw
 
     def _canonical(self, raw: xr.Dataset, after: np.datetime64 | None = None) -> xr.Dataset:
@@ -200,6 +205,8 @@ class Source:
 
     def _provides(self, raw: xr.Dataset) -> set[str]:
         """The configured canonical variables a prepared input holds (from metadata)."""
+        if "wxc_provides" in raw.attrs:
+            return set(json.loads(raw.attrs["wxc_provides"]))
         cfg = self.cfg
         plan = plan_canonical(
             raw, rename=cfg.rename, units=cfg.units, accumulation_hours=cfg.accumulation_hours
@@ -324,6 +331,7 @@ class Source:
                 "canonical": sorted(self._provides(raw)),
                 **json.loads(raw.attrs.pop("wxc_input", "{}")),
             }
+            raw.attrs.pop("wxc_provides", None)
         if not raws:
             return SourceResult(None, used, problems)
         try:
