@@ -21,6 +21,19 @@ __all__ = ["api_url", "down", "healthy", "home", "prefect_env", "status", "up"]
 DEFAULT_PORT = 4200
 
 
+WORKER_DASK_CONFIG = Path(__file__).parent / "dask" / "wxcompress.yaml"
+
+
+def worker_dask_config() -> str:
+    """:data:`WORKER_DASK_CONFIG` serialized for ``DASK_INTERNAL_INHERIT_CONFIG``: the stack's
+    workers read it on top of the user's Dask configuration (glibc's dynamic malloc
+    thresholds; see the file)."""
+    import dask.config
+    import yaml
+
+    return dask.config.serialize(yaml.safe_load(WORKER_DASK_CONFIG.read_text()))
+
+
 def home() -> Path:
     """``$WXC_HOME`` (default ``./.wxc``), absolute."""
     return Path(os.environ.get("WXC_HOME", ".wxc")).resolve()
@@ -202,7 +215,7 @@ def up(
         svc["port"] = dport
         _wait("the Dask scheduler", svc, lambda: _port_open("127.0.0.1", dport), timeout)
         services["dask-scheduler"] = svc
-        wenv = {**env, "DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON__MALLOC_TRIM_THRESHOLD_": "None"}
+        wenv = {**env, "DASK_INTERNAL_INHERIT_CONFIG": worker_dask_config()}
         for k in range(dask_workers):
             w = _spawn(
                 f"dask-worker-{k}",

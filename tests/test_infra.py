@@ -83,3 +83,34 @@ def test_no_secret_is_written_in_infra_or_configs():
             value = m.group(3).strip().strip("\"'")
             ok = value.startswith("${") or value == ""
             assert ok, f"{f.relative_to(REPO)}: {m.group(1)} has a literal value"
+
+
+@pytest.mark.parametrize("how", ["file", "inherited"])
+def test_worker_dask_config_leaves_glibc_its_dynamic_malloc_thresholds(tmp_path, how):
+    """What a worker's nanny puts in the worker's environment, with the pipeline's Dask file
+    (the image's /etc/dask, or DASK_CONFIG) or inherited as ``wxc up --dask`` passes it: no
+    ``MALLOC_TRIM_THRESHOLD_`` (Dask's own default sets 65536, and the variable
+    ``DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON__MALLOC_TRIM_THRESHOLD_=None`` cannot unset it)."""
+    from infra.stack import WORKER_DASK_CONFIG, worker_dask_config
+
+    probe = (
+        "from distributed.nanny import _get_env_variables; "
+        "print(_get_env_variables('distributed.nanny.pre-spawn-environ'))"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DASK_")}
+    env["DASK_ROOT_CONFIG"] = str(tmp_path)  # no machine-wide file
+    plain = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert "'MALLOC_TRIM_THRESHOLD_': '65536'" in plain.stdout, plain.stderr
+    if how == "file":
+        env["DASK_CONFIG"] = str(WORKER_DASK_CONFIG.parent)
+    else:
+        env["DASK_INTERNAL_INHERIT_CONFIG"] = worker_dask_config()
+    ours = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert ours.returncode == 0, ours.stderr
+    assert "MALLOC_TRIM_THRESHOLD_" not in ours.stdout and "OMP_NUM_THREADS" in ours.stdout
+    # the Dockerfile puts the file where Dask reads it
+    assert "COPY infra/dask/wxcompress.yaml /etc/dask/" in (INFRA / "docker/Dockerfile").read_text()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 import os
 import subprocess
 import sys
@@ -114,8 +115,6 @@ def test_stack_deployments_and_the_new_teacher_trigger_on_a_dask_cluster(tmp_pat
         for name in ("prefect-server", "runner", "dask-scheduler", "dask-worker-0"):
             assert name in r.stdout
         if extra:  # the stack's S3 server answers S3 calls
-            import json
-
             import s3fs
 
             st = json.loads((tmp_path / "home" / "stack.json").read_text())
@@ -127,6 +126,14 @@ def test_stack_deployments_and_the_new_teacher_trigger_on_a_dask_cluster(tmp_pat
             fs.mkdir("wxc-stack")
             fs.pipe_file("wxc-stack/ping", b"pong")
             assert fs.cat_file("wxc-stack/ping") == b"pong"
+        # the stack's workers run with glibc's dynamic malloc thresholds (infra/dask)
+        from distributed import Client
+
+        stack = json.loads((tmp_path / "home" / "stack.json").read_text())
+        dport = stack["services"]["dask-scheduler"]["port"]
+        with Client(f"tcp://127.0.0.1:{dport}", timeout="60s") as c:
+            trims = c.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
+        assert len(trims) == 2 and set(trims.values()) == {None}, trims
         st = _wxc("status", env=env)
         assert "runner" in st.stdout and "healthy" in st.stdout, st.stdout
         listed = subprocess.run(
