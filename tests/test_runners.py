@@ -44,3 +44,30 @@ def test_the_session_cluster_is_warm(dask_cluster):
     with Client(dask_cluster) as client:
         for m in WARM_MODULES:
             assert all(client.run(_has, m).values()), m
+
+
+def test_a_run_cluster_after_a_plain_one_keeps_glibc_dynamic_thresholds(monkeypatch):
+    """A plain LocalCluster's nanny earlier in this process leaves Dask's
+    ``MALLOC_TRIM_THRESHOLD_=65536`` in ``os.environ``; the run's cluster (the config's
+    ``None``: glibc's dynamic thresholds) does not hand it to its workers."""
+    import os
+
+    import dask
+    from distributed import Client
+
+    from flows.runners import run_cluster
+    from wxmodels.config.runtime import RuntimeConfig
+
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")  # as such a nanny leaves it
+    with run_cluster(RuntimeConfig(n_workers=1)) as address, Client(address) as client:
+        got = client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
+    assert list(got.values()) == [None]
+    rt = RuntimeConfig(n_workers=1, malloc_trim_threshold=131072)
+    key = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
+    with (
+        dask.config.set({key: dask.config.get(key)}),  # restored for later tests
+        run_cluster(rt) as address,
+        Client(address) as client,
+    ):
+        got = client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
+    assert list(got.values()) == ["131072"]
