@@ -52,7 +52,6 @@ def test_a_run_cluster_after_a_plain_one_keeps_glibc_dynamic_thresholds(monkeypa
     ``None``: glibc's dynamic thresholds) does not hand it to its workers."""
     import os
 
-    import dask
     from distributed import Client
 
     from flows.runners import run_cluster
@@ -62,12 +61,3 @@ def test_a_run_cluster_after_a_plain_one_keeps_glibc_dynamic_thresholds(monkeypa
     with run_cluster(RuntimeConfig(n_workers=1)) as address, Client(address) as client:
         got = client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
     assert list(got.values()) == [None]
-    rt = RuntimeConfig(n_workers=1, malloc_trim_threshold=131072)
-    key = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
-    with (
-        dask.config.set({key: dask.config.get(key)}),  # restored for later tests
-        run_cluster(rt) as address,
-        Client(address) as client,
-    ):
-        got = client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
-    assert list(got.values()) == ["131072"]
