@@ -31,8 +31,13 @@ class EvaluateConfig(Strict):
     init_stride_h: int = Field(3, ge=1, le=24 * 366)
     """Hours between initialisation times in the test window."""
     max_inits: int | None = Field(None, ge=1)
-    """At most this many of those inits, evenly spaced over the test window (scoring's
-    memory and time then stay the same however long the window is: global grids)."""
+    """At most this many of those inits, evenly spaced over the test window (scoring's time
+    then stays the same however long the window is: global grids)."""
+    block_mb: float = Field(128.0, gt=0, le=1_000_000)
+    """Memory for one block of inits while scoring: inits are forecast and scored a block at
+    a time (truth, climatology, every forecast and the metrics' temporaries, estimated at
+    ten forecast-sized arrays more than the forecasts), the per-init scores accumulated; the
+    scores equal those of all inits at once. Small grids score in one block."""
     climatology: Literal["auto", "store", "train"] = "auto"
     """Climatology of the ACC anomalies and of the climatology and regression baselines: the
     one fitted on the training window (``train``, and ``auto``: a climatology that has seen

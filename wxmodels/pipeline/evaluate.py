@@ -34,6 +34,7 @@ from wxmodels.pipeline.records import (
     TeacherRecord,
     TeacherSummary,
 )
+from wxmodels.schema import TIME
 from wxmodels.skill import scorecard as scj
 from wxmodels.skill.baselines import (
     CellLinearBaseline,
@@ -42,6 +43,7 @@ from wxmodels.skill.baselines import (
     fit_cell_linear,
     fit_linear,
     fit_ridge,
+    init_blocks,
 )
 from wxmodels.skill.gates import check_gates, check_latency
 from wxmodels.skill.metrics import mse
@@ -52,8 +54,9 @@ from wxmodels.skill.verify import (
     as_dataset,
     climatology_forecast,
     persistence_forecast,
+    reduce_times,
     run_forecasts,
-    scorecard,
+    scorecard_times,
     truth_at_leads,
 )
 from wxmodels.utils import stable_hash
@@ -107,16 +110,35 @@ def eval_inits(cfg: CycleConfig, run: RunData) -> np.ndarray:
 
 @dataclass
 class Setup:
-    """What every scoring task of one evaluation shares."""
+    """What every scoring task of one evaluation shares. The truth and the verification
+    climatology are built per block of inits (:meth:`blocks`), so scoring holds one block's
+    forecasts at a time, whatever the number of inits."""
 
     run: RunData
     inits: np.ndarray
     steps: list[int]
-    truth: xr.Dataset
-    clim: xr.Dataset
     clim_at: Any
     seeps: dict
     regions: dict[str, np.ndarray]
+    budget_mb: float = 128.0
+
+    def blocks(self, models: int) -> list[np.ndarray]:
+        """The inits in blocks that take about ``budget_mb`` while ``models`` forecasts are
+        scored (truth, climatology, the forecasts, and ten more such arrays of the metrics'
+        temporaries); one block on small grids."""
+        f = self.run.fields
+        arrays = 2 + models + 10
+        per_init = 4.0 * len(self.steps) * len(f.variables) * f.valid.size * arrays
+        return init_blocks(self.inits, per_init, self.budget_mb)
+
+    def truth(self, idx: np.ndarray) -> xr.Dataset:
+        f = self.run.fields
+        return as_dataset(truth_at_leads(f, idx, self.steps), f, idx, self.steps)
+
+    def clim(self, idx: np.ndarray) -> xr.Dataset:
+        f = self.run.fields
+        arr = climatology_forecast(self.clim_at, f, idx, self.steps)
+        return as_dataset(arr, f, idx, self.steps)
 
 
 def _regions(cfg: CycleConfig, run: RunData) -> dict[str, np.ndarray]:
@@ -163,8 +185,6 @@ def setup(cfg: CycleConfig) -> Setup:
         def clim_at(hours):
             return acc.evaluate(hours, f.valid)
 
-    truth = as_dataset(truth_at_leads(f, inits, steps), f, inits, steps)
-    clim = as_dataset(climatology_forecast(clim_at, f, inits, steps), f, inits, steps)
     seeps = {}
     if PRECIP in f.variables:
         a, b = run.split.train
@@ -173,21 +193,36 @@ def setup(cfg: CycleConfig) -> Setup:
             steps_fit = spaced(steps_fit, cfg.stream.max_fit_inits, _run(f))
         rate = f.data[steps_fit, f.variables.index(PRECIP)]
         seeps[PRECIP] = seeps_climatology(rate, f.valid, cfg.evaluate.seeps_dry_mm / f.step_hours)
-    return Setup(run, inits, steps, truth, clim, clim_at, seeps, _regions(cfg, run))
+    return Setup(run, inits, steps, clim_at, seeps, _regions(cfg, run), cfg.evaluate.block_mb)
 
 
-def _card(s: Setup, forecasts: dict[str, xr.Dataset], errors: Path) -> dict[str, Any]:
-    """Scorecard JSON of ``forecasts``, and their per-init MSEs written to ``errors``."""
-    sc = scorecard(forecasts, s.truth, s.clim, s.seeps, s.regions)
-    per_init = xr.concat(
-        [mse(fc, s.truth) for fc in forecasts.values()],
-        dim=pd.Index(list(forecasts), name="model"),
-    )
+ForecastsAt = Callable[[np.ndarray, xr.Dataset], dict[str, xr.Dataset]]
+"""``(inits, their climatology) -> {name: forecasts}`` for one block of inits."""
+
+
+def _card(s: Setup, forecasts_at: ForecastsAt, n_models: int, errors: Path) -> dict[str, Any]:
+    """Scorecard JSON of the forecasts ``forecasts_at`` gives, block of inits by block (the
+    per-init spatial means accumulated, then averaged over all inits: the same scores as in
+    one block), and their per-init MSEs written to ``errors``."""
+    per_time, per_init = [], []
+    for idx in s.blocks(n_models):
+        truth, clim = s.truth(idx), s.clim(idx)
+        fcs = forecasts_at(idx, clim)
+        per_time.append(scorecard_times(fcs, truth, clim, s.seeps, s.regions))
+        per_init.append(
+            xr.concat(
+                [mse(fc, truth) for fc in fcs.values()],
+                dim=pd.Index(list(fcs), name="model"),
+            )
+        )
+        del truth, clim, fcs
+    sc = reduce_times(xr.concat(per_time, dim=TIME))
+    errs = xr.concat(per_init, dim=TIME)
     errors.parent.mkdir(parents=True, exist_ok=True)
     tmp = errors.with_name(errors.name + ".partial")
     # NetCDF3 through scipy: score tasks run in threads of one process, and the HDF5 library
     # behind NetCDF4 is not thread-safe (concurrent writes crash the process)
-    per_init.astype(np.float64).to_netcdf(tmp, engine="scipy")
+    errs.astype(np.float64).to_netcdf(tmp, engine="scipy")
     tmp.replace(errors)
     return {"scores": scj.to_json(sc), "regions": scj.regions_json(sc), "errors": str(errors)}
 
@@ -214,6 +249,16 @@ def load_errors(paths: list[str | None]) -> xr.Dataset | None:
     return xr.concat(list(seen.values()), dim="model")
 
 
+def _onnx_model(cfg: CycleConfig, onnx_path: str, f: Fields) -> OrtForecaster:
+    model = OrtForecaster(onnx_path, threads=cfg.runtime.torch_threads)
+    if model.variables is not None and model.variables != f.variables:
+        raise DataError(
+            f"{onnx_path}: the model's channels are {model.variables}, the store's fields "
+            f"{f.variables}: it was trained for another variable order"
+        )
+    return model
+
+
 def model_forecasts(
     cfg: CycleConfig, onnx_path: str, s: Setup | None = None
 ) -> tuple[np.ndarray, Setup]:
@@ -221,28 +266,25 @@ def model_forecasts(
     onnxruntime) at the test window's inits, with the setup they came from."""
     s = s or setup(cfg)
     f = s.run.fields
-    model = OrtForecaster(onnx_path, threads=cfg.runtime.torch_threads)
-    if model.variables is not None and model.variables != f.variables:
-        raise DataError(
-            f"{onnx_path}: the model's channels are {model.variables}, the store's fields "
-            f"{f.variables}: it was trained for another variable order"
-        )
+    model = _onnx_model(cfg, onnx_path, f)
     return run_forecasts(model, f, s.inits, s.steps, history=model.history), s
 
 
 def score_model(cfg: CycleConfig, name: str, onnx_path: str) -> ModelScores:
-    """Score one ONNX model (run in onnxruntime) on the test window."""
+    """Score one ONNX model (run in onnxruntime) on the test window, block of inits by block."""
     t0 = time.perf_counter()
     set_threads(cfg.runtime.torch_threads)
-    arr, s = model_forecasts(cfg, onnx_path)
+    s = setup(cfg)
     f = s.run.fields
+    model = _onnx_model(cfg, onnx_path, f)
+
+    def forecasts_at(idx: np.ndarray, _clim: xr.Dataset) -> dict[str, xr.Dataset]:
+        arr = run_forecasts(model, f, idx, s.steps, history=model.history)
+        return {name: as_dataset(arr, f, idx, s.steps)}
+
     return ModelScores(
         name=name,
-        **_card(
-            s,
-            {name: as_dataset(arr, f, s.inits, s.steps)},
-            _errors_path(cfg, s, f"{name}:{onnx_path}"),
-        ),
+        **_card(s, forecasts_at, 1, _errors_path(cfg, s, f"{name}:{onnx_path}")),
         n_inits=len(s.inits),
         wall_s=time.perf_counter() - t0,
     )
@@ -250,37 +292,70 @@ def score_model(cfg: CycleConfig, name: str, onnx_path: str) -> ModelScores:
 
 def score_baselines(cfg: CycleConfig) -> BaselineScores:
     """The configured baselines on the same inits and leads (regressions fitted on the
-    training window)."""
+    training window, once; forecasts made and scored block of inits by block)."""
     s = setup(cfg)
     f = s.run.fields
-    fc = {}
-    if "persistence" in cfg.evaluate.baselines:
-        fc["persistence"] = as_dataset(
-            persistence_forecast(f, s.inits, s.steps), f, s.inits, s.steps
-        )
-    if "climatology" in cfg.evaluate.baselines:
-        fc["climatology"] = s.clim
+    names = [b for b in ("persistence", "climatology") if b in cfg.evaluate.baselines]
     regressions = [b for b in ("linear", "cell_linear", "ridge") if b in cfg.evaluate.baselines]
-    if regressions:
-        fc.update(
-            regression_forecasts(
-                regressions,
-                f,
-                f,
-                s.clim_at,
-                s.inits,
-                s.steps,
-                s.run.split.inits(f, "train", history=2, lead_steps=max(s.steps)),
-                s.run.split.inits(f, "val", history=2, lead_steps=max(s.steps)),
-                max_fit=cfg.stream.max_fit_inits if f.streamed else None,
-                run=_run(f),
-            )
-        )
+    fitted, call = fit_regressions(
+        regressions,
+        f,
+        f,
+        s.clim_at,
+        s.steps,
+        s.run.split.inits(f, "train", history=2, lead_steps=max(s.steps)),
+        s.run.split.inits(f, "val", history=2, lead_steps=max(s.steps)),
+        max_fit=cfg.stream.max_fit_inits if f.streamed else None,
+        run=_run(f),
+    )
+
+    def forecasts_at(idx: np.ndarray, clim: xr.Dataset) -> dict[str, xr.Dataset]:
+        fc = {}
+        if "persistence" in names:
+            fc["persistence"] = as_dataset(persistence_forecast(f, idx, s.steps), f, idx, s.steps)
+        if "climatology" in names:
+            fc["climatology"] = clim
+        for n, m in fitted.items():
+            fc[n] = as_dataset(m.predict(f, call, idx), f, idx, s.steps)
+        return fc
+
+    every = names + list(fitted)
     return BaselineScores(
-        **_card(s, fc, _errors_path(cfg, s, f"baselines:{sorted(fc)}")),
+        **_card(s, forecasts_at, len(every), _errors_path(cfg, s, f"baselines:{sorted(every)}")),
         n_inits=len(s.inits),
         test_window=(str(f.times[s.inits[0]]), str(f.times[s.inits[-1]])),
     )
+
+
+Regression = LinearBaseline | CellLinearBaseline | RidgeBaseline
+
+
+def fit_regressions(
+    names: Sequence[str],
+    fit_on: Fields,
+    fields: Fields,
+    clim_at: Callable[[np.ndarray], np.ndarray],
+    steps: list[int],
+    train: np.ndarray,
+    val: np.ndarray,
+    *,
+    max_fit: int | None = None,
+    run: int = 1,
+) -> tuple[dict[str, Regression], Any]:
+    """The regression baselines ``names`` fitted on ``fit_on`` at the ``train`` inits (ridge
+    tuned at the ``val`` inits), and the climatology of ``fields`` their ``predict`` takes.
+    ``max_fit``: fit on at most about that many inits (evenly spaced runs of ``run``), for
+    streamed fields."""
+    if max_fit is not None:
+        train, val = spaced(train, max_fit, run), spaced(val, max_fit, run)
+    call_fit = _clim_array(clim_at, fit_on)
+    call = call_fit if fit_on is fields else _clim_array(clim_at, fields)
+    fits: dict[str, Callable[[], Regression]] = {
+        "linear": lambda: fit_linear(fit_on, call_fit, train, steps),
+        "cell_linear": lambda: fit_cell_linear(fit_on, call_fit, train, steps),
+        "ridge": lambda: fit_ridge(fit_on, call_fit, train, val, steps),
+    }
+    return {n: fits[n]() for n in names}, call
 
 
 def regression_forecasts(
@@ -296,20 +371,14 @@ def regression_forecasts(
     max_fit: int | None = None,
     run: int = 1,
 ) -> dict[str, xr.Dataset]:
-    """The regression baselines ``names``, fitted on ``fit_on`` at the ``train`` inits (ridge
-    tuned at the ``val`` inits), forecasting ``fields`` from ``inits``. ``max_fit``: fit on
-    at most about that many of them (evenly spaced runs of ``run``), for streamed fields."""
-    if max_fit is not None:
-        train, val = spaced(train, max_fit, run), spaced(val, max_fit, run)
-    call_fit = _clim_array(clim_at, fit_on)
-    call = call_fit if fit_on is fields else _clim_array(clim_at, fields)
-    fits: dict[str, Callable[[], LinearBaseline | CellLinearBaseline | RidgeBaseline]] = {
-        "linear": lambda: fit_linear(fit_on, call_fit, train, steps),
-        "cell_linear": lambda: fit_cell_linear(fit_on, call_fit, train, steps),
-        "ridge": lambda: fit_ridge(fit_on, call_fit, train, val, steps),
-    }
+    """The regression baselines ``names`` (see :func:`fit_regressions`) forecasting
+    ``fields`` from ``inits``."""
+    fitted, call = fit_regressions(
+        names, fit_on, fields, clim_at, steps, train, val, max_fit=max_fit, run=run
+    )
     return {
-        n: as_dataset(fits[n]().predict(fields, call, inits), fields, inits, steps) for n in names
+        n: as_dataset(m.predict(fields, call, inits), fields, inits, steps)
+        for n, m in fitted.items()
     }
 
 

@@ -59,13 +59,23 @@ def _category(x: xr.DataArray, clim: SeepsClimatology) -> xr.DataArray:
     return xr.where(x < clim.dry, 0, xr.where(x < heavy, 1, 2)).where(x.notnull())
 
 
-def seeps(forecast: xr.DataArray, truth: xr.DataArray, clim: SeepsClimatology) -> xr.DataArray:
-    """SEEPS averaged over space (cell-area weights) per init time, then over time."""
+def seeps_times(
+    forecast: xr.DataArray, truth: xr.DataArray, clim: SeepsClimatology
+) -> xr.DataArray:
+    """SEEPS averaged over space (cell-area weights), per init time."""
     fc, ob = _category(forecast, clim), _category(truth, clim)
     ok = fc.notnull() & ob.notnull()
     score = _lookup(clim.matrix(), fc.fillna(0).astype(int), ob.fillna(0).astype(int))
     keep = xr.DataArray((clim.p1 > 0.1) & (clim.p1 < 0.85), dims=(LAT, LON))
-    out = time_mean(spatial_mean(score.where(ok & keep)))
+    out = spatial_mean(score.where(ok & keep))
+    if not isinstance(out, xr.DataArray):
+        raise TypeError("SEEPS of a DataArray is a DataArray")
+    return out
+
+
+def seeps(forecast: xr.DataArray, truth: xr.DataArray, clim: SeepsClimatology) -> xr.DataArray:
+    """SEEPS averaged over space (cell-area weights) per init time, then over time."""
+    out = time_mean(seeps_times(forecast, truth, clim))
     if not isinstance(out, xr.DataArray):
         raise TypeError("SEEPS of a DataArray is a DataArray")
     return out

@@ -14,7 +14,7 @@ import xarray as xr
 from wxmodels.data.fields import Fields
 from wxmodels.schema import LAT, LEAD, LON, TIME
 from wxmodels.skill import metrics
-from wxmodels.skill.seeps import SeepsClimatology, seeps
+from wxmodels.skill.seeps import SeepsClimatology, seeps_times
 
 __all__ = [
     "METRICS",
@@ -22,9 +22,12 @@ __all__ = [
     "as_dataset",
     "climatology_forecast",
     "persistence_forecast",
+    "reduce_times",
     "run_forecasts",
     "score",
+    "score_times",
     "scorecard",
+    "scorecard_times",
     "truth_at_leads",
 ]
 
@@ -112,6 +115,49 @@ def add_wind_speed(ds: xr.Dataset) -> xr.Dataset:
     return ds
 
 
+def score_times(
+    forecast: xr.Dataset,
+    truth: xr.Dataset,
+    clim: xr.Dataset,
+    seeps_clim: Mapping[str, SeepsClimatology] | None = None,
+) -> xr.DataArray:
+    """Per init time, the spatial means whose time means are the metrics: DataArray
+    ``(metric, variable, lead_time, time)``, where ``rmse`` holds the squared error (its root
+    is taken after the time mean). Blocks of inits scored apart and concatenated on ``time``
+    reduce (:func:`reduce_times`) to exactly the scores of all of them at once."""
+    f, o = metrics._align_nan(forecast, truth)
+    fa, oa = f - clim, o - clim
+    fvar, ovar = metrics.spatial_mean(fa**2), metrics.spatial_mean(oa**2)
+    acc_t = metrics.spatial_mean(fa * oa) / np.sqrt((fvar * ovar).where((fvar > 0) & (ovar > 0)))
+    acc_t = acc_t.where(~((fvar == 0) & (ovar > 0)), 0.0)
+    per = {
+        "rmse": metrics.spatial_mean((f - o) ** 2),
+        "acc": acc_t,
+        "bias": metrics.spatial_mean(f - o),
+        "mae": metrics.spatial_mean(abs(f - o)),
+    }
+    arrs = [per[m].to_array("variable") for m in METRICS if m != "seeps"]
+    sp = xr.full_like(arrs[0], np.nan)
+    for v, sc in (seeps_clim or {}).items():
+        if v in forecast:
+            sp.loc[{"variable": v}] = (
+                seeps_times(forecast[v], truth[v], sc).transpose(*sp.sel(variable=v).dims).values
+            )
+    arrs.append(sp)
+    return xr.concat(arrs, dim=pd.Index(list(METRICS), name="metric"))
+
+
+def reduce_times(per: xr.DataArray) -> xr.DataArray:
+    """The scores from :func:`score_times` (or :func:`scorecard_times`): the mean over init
+    times, skipping undefined ones, and the root for ``rmse``."""
+    out = metrics.time_mean(per)
+    if not isinstance(out, xr.DataArray):
+        raise TypeError("scores of a DataArray are a DataArray")
+    if "rmse" in out["metric"]:
+        out.loc[{"metric": "rmse"}] = np.sqrt(out.sel(metric="rmse"))
+    return out
+
+
 def score(
     forecast: xr.Dataset,
     truth: xr.Dataset,
@@ -120,19 +166,32 @@ def score(
 ) -> xr.DataArray:
     """All metrics for one forecast: DataArray ``(metric, variable, lead_time)``; SEEPS only for
     precipitation (NaN elsewhere)."""
-    per = {
-        "rmse": metrics.rmse(forecast, truth),
-        "acc": metrics.acc(forecast, truth, clim),
-        "bias": metrics.bias(forecast, truth),
-        "mae": metrics.mae(forecast, truth),
-    }
-    arrs = [per[m].to_array("variable") for m in METRICS if m != "seeps"]
-    sp = xr.full_like(arrs[0], np.nan)
-    for v, sc in (seeps_clim or {}).items():
-        if v in forecast:
-            sp.loc[{"variable": v}] = seeps(forecast[v], truth[v], sc).values
-    arrs.append(sp)
-    return xr.concat(arrs, dim=pd.Index(list(METRICS), name="metric"))
+    return reduce_times(score_times(forecast, truth, clim, seeps_clim))
+
+
+def scorecard_times(
+    forecasts: Mapping[str, xr.Dataset],
+    truth: xr.Dataset,
+    clim: xr.Dataset,
+    seeps_clim: Mapping[str, SeepsClimatology] | None = None,
+    regions: Mapping[str, np.ndarray] | None = None,
+) -> xr.DataArray:
+    """:func:`scorecard` before the time mean: ``(model, metric, variable, lead_time, region,
+    time)``, for scoring blocks of inits one after another."""
+    masks = {"all": None, **(regions or {})}
+    parts = []
+    for _name, mask in masks.items():
+        if mask is None:
+            t, c, fcs = truth, clim, forecasts
+        else:
+            m = xr.DataArray(mask, dims=(LAT, LON))
+            t, c = truth.where(m), clim.where(m)
+            fcs = {k: f.where(m) for k, f in forecasts.items()}
+        per_model = [score_times(fc, t, c, seeps_clim) for fc in fcs.values()]
+        parts.append(xr.concat(per_model, dim=pd.Index(list(forecasts), name="model")))
+    sc = xr.concat(parts, dim=pd.Index(list(masks), name="region"))
+    sc.name = "score"
+    return sc.transpose("model", "metric", "variable", "lead_time", "region", TIME)
 
 
 def scorecard(
@@ -144,17 +203,6 @@ def scorecard(
 ) -> xr.DataArray:
     """Scores of several forecasts: DataArray ``(model, metric, variable, lead_time, region)``;
     region ``all`` is the whole domain, the others are boolean ``(H, W)`` masks."""
-    masks = {"all": None, **(regions or {})}
-    parts = []
-    for _name, mask in masks.items():
-        if mask is None:
-            t, c, fcs = truth, clim, forecasts
-        else:
-            m = xr.DataArray(mask, dims=(LAT, LON))
-            t, c = truth.where(m), clim.where(m)
-            fcs = {k: f.where(m) for k, f in forecasts.items()}
-        per_model = [score(fc, t, c, seeps_clim) for fc in fcs.values()]
-        parts.append(xr.concat(per_model, dim=pd.Index(list(forecasts), name="model")))
-    sc = xr.concat(parts, dim=pd.Index(list(masks), name="region"))
+    sc = reduce_times(scorecard_times(forecasts, truth, clim, seeps_clim, regions))
     sc.name = "score"
-    return sc.transpose("model", "metric", "variable", "lead_time", "region")
+    return sc
