@@ -55,6 +55,8 @@ def _local_kwargs(rt: RuntimeConfig) -> dict:
             "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": rt.malloc_trim_threshold,
             # the library's own log records, emitted in workers, go to the flow run too
             "distributed.nanny.pre-spawn-environ.PREFECT_LOGGING_EXTRA_LOGGERS": "wxmodels",
+            # the nannies hand their config to the workers they start
+            "distributed.worker.profile.enabled": rt.worker_profile,
         }
     )
     return {

@@ -94,8 +94,9 @@ def test_worker_dask_config_leaves_glibc_its_dynamic_malloc_thresholds(tmp_path,
     from infra.stack import WORKER_DASK_CONFIG, worker_dask_config
 
     probe = (
-        "from distributed.nanny import _get_env_variables; "
-        "print(_get_env_variables('distributed.nanny.pre-spawn-environ'))"
+        "import dask; from distributed.nanny import _get_env_variables; "
+        "print(_get_env_variables('distributed.nanny.pre-spawn-environ'), "
+        "'profile', dask.config.get('distributed.worker.profile.enabled'))"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("DASK_")}
     env["DASK_ROOT_CONFIG"] = str(tmp_path)  # no machine-wide file
@@ -112,5 +113,6 @@ def test_worker_dask_config_leaves_glibc_its_dynamic_malloc_thresholds(tmp_path,
     )
     assert ours.returncode == 0, ours.stderr
     assert "MALLOC_TRIM_THRESHOLD_" not in ours.stdout and "OMP_NUM_THREADS" in ours.stdout
+    assert "profile False" in ours.stdout and "profile True" in plain.stdout
     # the Dockerfile puts the file where Dask reads it
     assert "COPY infra/dask/wxcompress.yaml /etc/dask/" in (INFRA / "docker/Dockerfile").read_text()

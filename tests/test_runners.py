@@ -46,7 +46,7 @@ def test_the_session_cluster_is_warm(dask_cluster):
             assert all(client.run(_has, m).values()), m
 
 
-def test_a_run_cluster_after_a_plain_one_keeps_glibc_dynamic_thresholds(monkeypatch):
+def test_a_run_cluster_keeps_glibc_dynamic_thresholds_and_no_profiler(monkeypatch):
     """A plain LocalCluster's nanny earlier in this process leaves Dask's
     ``MALLOC_TRIM_THRESHOLD_=65536`` in ``os.environ``; the run's cluster (the config's
     ``None``: glibc's dynamic thresholds) does not hand it to its workers."""
@@ -58,6 +58,15 @@ def test_a_run_cluster_after_a_plain_one_keeps_glibc_dynamic_thresholds(monkeypa
     from wxmodels.config.runtime import RuntimeConfig
 
     monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")  # as such a nanny leaves it
+
+    def seen() -> tuple:
+        import dask
+
+        return os.environ.get("MALLOC_TRIM_THRESHOLD_"), dask.config.get(
+            "distributed.worker.profile.enabled"
+        )
+
     with run_cluster(RuntimeConfig(n_workers=1)) as address, Client(address) as client:
-        got = client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
-    assert list(got.values()) == [None]
+        got = client.run(seen)
+    # and the statistical profiler is off (runtime.worker_profile)
+    assert list(got.values()) == [(None, False)]

@@ -126,6 +126,7 @@ def test_the_workers_keep_glibc_thresholds_and_get_the_exports():
     inherit = next(ln for ln in lines if ln.startswith("export DASK_INTERNAL_INHERIT_CONFIG="))
     conf = dask.config.deserialize(inherit.split("=", 1)[1])
     assert conf["distributed"]["nanny"]["pre-spawn-environ"] == {"MALLOC_TRIM_THRESHOLD_": 131072}
+    assert conf["distributed"]["worker"]["profile"]["enabled"] is False  # runtime.worker_profile
     assert kw["scheduler_options"] == {"dashboard_address": "127.0.0.1:0"}
 
 

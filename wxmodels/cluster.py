@@ -60,7 +60,14 @@ def slurm_kwargs(
     s = rt.slurm
     environ: dict[str, Any] = {"MALLOC_TRIM_THRESHOLD_": rt.malloc_trim_threshold}
     environ.update(worker_environ or {})
-    inherit = dask.config.serialize({"distributed": {"nanny": {"pre-spawn-environ": environ}}})
+    inherit = dask.config.serialize(
+        {
+            "distributed": {
+                "nanny": {"pre-spawn-environ": environ},
+                "worker": {"profile": {"enabled": rt.worker_profile}},
+            }
+        }
+    )
     prologue = [f"export {k}={shlex.quote(v)}" for k, v in (exports or {}).items()]
     # the nanny reads it before spawning the worker (Dask's DASK_* variables lower-case the
     # key, which then misses the upper-case MALLOC_TRIM_THRESHOLD_ of its defaults)
