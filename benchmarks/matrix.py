@@ -88,11 +88,13 @@ def run(config: str, workers: int) -> dict:
             serial[cell.name] = time.perf_counter() - t
         t_serial = time.perf_counter() - t0
         with prefect_test_harness(server_startup_timeout=120), local_cluster(cfg.runtime) as addr:
+            before = _cpu_by_process()
             t0 = time.perf_counter()
             out = compress_flow.with_options(task_runner=dask_runner(cfg.runtime, addr))(
                 cfg, teacher.dir
             )
             t_parallel = time.perf_counter() - t0
+            cpu = _cpu_delta(before, _cpu_by_process())
     return {
         "config": config,
         "machine": machine(),
@@ -104,7 +106,42 @@ def run(config: str, workers: int) -> dict:
         "per_cell_serial_s": serial,
         "failures": out.failures,
         "per_cell_worker_s": {c.name: c.wall_s for c in out.cells},
+        "parallel_cpu_s": cpu,
     }
+
+
+def _cpu_by_process() -> dict[int, tuple[str, float]]:
+    """CPU seconds (user + system) so far of this process and its descendants (the Prefect
+    server, the Dask scheduler's process, the workers), by pid, with a short role name."""
+    import psutil
+
+    me = psutil.Process()
+    out = {}
+    for p in [me, *me.children(recursive=True)]:
+        try:
+            c = p.cpu_times()
+            cmd = " ".join(p.cmdline())
+        except psutil.Error:
+            continue
+        role = (
+            "this process (flow, scheduler)"
+            if p.pid == me.pid
+            else "Prefect server"
+            if "prefect" in cmd and "server" in cmd
+            else "Dask worker"
+            if "spawn_main" in cmd or "forkserver" in cmd
+            else "other"
+        )
+        out[p.pid] = (role, c.user + c.system)
+    return out
+
+
+def _cpu_delta(a: dict, b: dict) -> dict[str, float]:
+    """CPU seconds spent between two :func:`_cpu_by_process` readings, by role."""
+    out: dict[str, float] = {}
+    for pid, (role, t) in b.items():
+        out[role] = out.get(role, 0.0) + t - a.get(pid, (role, 0.0))[1]
+    return out
 
 
 def main() -> None:
@@ -130,6 +167,10 @@ def main() -> None:
             f"Failures: {res['failures'] or 'none'}.",
             "Per cell, in a worker (s): "
             + ", ".join(f"{k} {v:.1f}" for k, v in res["per_cell_worker_s"].items()),
+            f"Sums: serial {sum(res['per_cell_serial_s'].values()):.1f} s, in workers "
+            f"{sum(res['per_cell_worker_s'].values()):.1f} s. CPU seconds during the parallel "
+            "run, by process: "
+            + ", ".join(f"{k} {v:.1f}" for k, v in sorted(res["parallel_cpu_s"].items())),
             "",
             "The parallel time includes the flow's own overhead (task submission, results, the",
             "Prefect artifact) and each worker's first loading of the store and the teacher; the",
