@@ -142,12 +142,25 @@ def run_stage(name: str, config: Path, overrides: list[str], work: Path) -> dict
 
 
 def run_record(
-    label: str, start: str, days: int, landing: Path, work: Path, extra: list[str]
+    label: str,
+    start: str,
+    days: int,
+    landing: Path,
+    work: Path,
+    extra: list[str],
+    stages: tuple[str, ...] = STAGES,
+    previous: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The four stages on the first ``days`` of the landing directory, in a fresh store."""
+    """The four stages on the first ``days`` of the landing directory, in a fresh store.
+    Stages not in ``stages`` are taken from ``previous`` (this record's results of an earlier
+    run, whose teacher and cells under ``work`` are then scored again)."""
     root = work / label
-    shutil.rmtree(root, ignore_errors=True)
-    root.mkdir(parents=True)
+    if stages == STAGES:
+        shutil.rmtree(root, ignore_errors=True)
+    else:
+        shutil.rmtree(root / "landing", ignore_errors=True)
+        shutil.rmtree(root / "store.zarr", ignore_errors=True)
+    root.mkdir(parents=True, exist_ok=True)
     end = pd.Timestamp(start) + pd.Timedelta(days=days) - pd.Timedelta(hours=1)
     # the record's day files: links to the first ``days`` of the generated ones
     (root / "landing").mkdir()
@@ -159,8 +172,12 @@ def run_record(
         f"workdir={root / 'run'}",
         *extra,
     ]
-    out: dict[str, Any] = {"days": days, "end": str(end)}
+    out: dict[str, Any] = {"days": days, "end": str(end), "date": machine()["date"]}
     for name in STAGES:
+        if name not in stages:
+            assert previous is not None
+            out[name] = {**previous[name], "from": previous.get("date", "an earlier run")}
+            continue
         print(f"[{label}] {name} ...", flush=True)
         out[name] = run_stage(name, CONFIG, overrides, root)
         print(f"[{label}] {name}: {json.dumps(out[name])[:400]}", flush=True)
@@ -185,6 +202,12 @@ def main() -> None:
     ap.add_argument("--resolution", type=float, default=1.5)
     ap.add_argument("--workdir", default=str(REPO / ".wxc/scale"))
     ap.add_argument("--quick", action="store_true", help="8 and 32 days")
+    ap.add_argument(
+        "--stages",
+        default=",".join(STAGES),
+        help="stages to run again (ingest is needed for the others); the rest are taken from "
+        "the last report's run, whose teacher and cells are reused",
+    )
     args = ap.parse_args()
     if args.stage:
         res = _stage(args.stage, args.config, args.set_, Path(args.out))
@@ -214,8 +237,28 @@ def main() -> None:
         "generate_s": gen_s,
         "overrides": args.set_,
     }
+    stages = tuple(st for st in STAGES if st in args.stages.split(","))
+    previous = None
+    if stages != STAGES:
+        if "ingest" not in stages:
+            raise SystemExit("--stages: the store is rebuilt, so ingest must be among them")
+        previous = json.loads((REPO / "benchmarks/reports/scale-global.json").read_text())
+        if previous.get("resolution") != args.resolution or previous["long"]["days"] != args.days:
+            raise SystemExit("--stages: the last report is of another grid or record")
+        res["rerun"] = list(stages)
+        for label in ("short", "long"):
+            previous[label].setdefault("date", previous["machine"]["date"])
     for label, days in (("short", args.short_days), ("long", args.days)):
-        res[label] = run_record(label, args.start, days, landing, work, args.set_)
+        res[label] = run_record(
+            label,
+            args.start,
+            days,
+            landing,
+            work,
+            args.set_,
+            stages,
+            None if previous is None else previous[label],
+        )
         Path(work / "scale-partial.json").write_text(json.dumps(res, indent=1, default=str))
     print(write_report(*report(res, args)))
 
@@ -244,6 +287,8 @@ def report(res: dict[str, Any], args: argparse.Namespace) -> tuple[str, str, str
         " --quick" if args.quick else f" --days {args.days} --short-days {args.short_days}"
     )
     cmd += "".join(f' --set "{o}"' for o in res["overrides"])
+    if res.get("rerun"):
+        cmd += f" --stages {','.join(res['rerun'])}"
     if args.resolution != 1.5:
         cmd += f" --resolution {args.resolution:g}"
     body = "\n".join(
@@ -273,6 +318,16 @@ def report(res: dict[str, Any], args: argparse.Namespace) -> tuple[str, str, str
             f"| largest peak RSS of a stage's process tree | {worst:.0f} MiB | bounded, the "
             "same for both records |",
             "",
+            *(
+                [
+                    f"Stages run again here: {', '.join(res['rerun'])} (on a fresh store of the "
+                    f"same files); the other rows are from the run of {s['teacher']['from']} "
+                    "(its teacher and cells are the ones scored).",
+                    "",
+                ]
+                if res.get("rerun")
+                else []
+            ),
             "Memory is sampled every 0.2 s: the RSS of the stage's own process (main), and the "
             "PSS of it with its children (tree: the training's loader workers, forked, share "
             "pages with it; PSS counts a shared page once). Ingest runs on Dask's threaded "
