@@ -25,6 +25,7 @@ LIBRARY = {
     "locks": 0,
     "geometry": 0,
     "record": 0,
+    "alloc": 0,  # glibc allocator controls (ctypes)
     "config": 1,
     "cluster": 2,  # Dask workers as SLURM jobs (dask-jobqueue)
     "data": 2,

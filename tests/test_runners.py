@@ -58,6 +58,7 @@ def test_a_run_cluster_keeps_glibc_dynamic_thresholds_and_no_profiler(monkeypatc
     from wxmodels.config.runtime import RuntimeConfig
 
     monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")  # as such a nanny leaves it
+    monkeypatch.delenv("WXC_DASK_ADDRESS", raising=False)  # its own cluster, not the session's
 
     def seen() -> tuple:
         import dask
