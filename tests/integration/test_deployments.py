@@ -132,6 +132,7 @@ def test_stack_deployments_and_the_new_teacher_trigger_on_a_dask_cluster(tmp_pat
         stack = json.loads((tmp_path / "home" / "stack.json").read_text())
         dport = stack["services"]["dask-scheduler"]["port"]
         with Client(f"tcp://127.0.0.1:{dport}", timeout="60s") as c:
+            c.wait_for_workers(2, timeout=120)  # `wxc up` does not wait for them to join
             trims = c.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
         assert len(trims) == 2 and set(trims.values()) == {None}, trims
         st = _wxc("status", env=env)
