@@ -22,9 +22,6 @@ __all__ = ["WarmWorker", "dask_runner", "local_cluster", "run_cluster", "warm"]
 
 log = logging.getLogger(__name__)
 
-_DASK_TRIM_DEFAULT = 65536
-"""Dask's ``distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_``."""
-
 
 def dask_runner(rt: RuntimeConfig, address: str | None = None) -> DaskTaskRunner:
     """Join ``address`` (or ``rt.dask_address``, or ``$WXC_DASK_ADDRESS``); otherwise the
@@ -42,12 +39,11 @@ def dask_runner(rt: RuntimeConfig, address: str | None = None) -> DaskTaskRunner
 
 
 def _local_kwargs(rt: RuntimeConfig) -> dict:
-    if rt.malloc_trim_threshold is None and os.environ.get("MALLOC_TRIM_THRESHOLD_") == str(
-        _DASK_TRIM_DEFAULT
-    ):
-        # a nanny of an earlier cluster in this process put Dask's default into os.environ
-        # (it updates its own environment before spawning); workers would inherit it
-        os.environ.pop("MALLOC_TRIM_THRESHOLD_")
+    if rt.malloc_trim_threshold is None:
+        # the config alone decides, as in SLURM jobs (wxmodels.cluster): a nanny of an earlier
+        # cluster in this process may have put Dask's 65536 into os.environ (it updates its
+        # own environment before spawning), which the workers would inherit
+        os.environ.pop("MALLOC_TRIM_THRESHOLD_", None)
     # read by each Nanny before it spawns its worker (glibc reads the variable at start-up);
     # None removes Dask's default rather than setting a value
     dask.config.set(

@@ -18,8 +18,11 @@ from wxmodels.schema import LAT, LON, TIME
 
 __all__ = [
     "acc",
+    "acc_times",
     "bias",
+    "bias_times",
     "mae",
+    "mae_times",
     "mse",
     "rmse",
     "spatial_mean",
@@ -55,28 +58,43 @@ def rmse(forecast, truth):
     return np.sqrt(time_mean(mse(forecast, truth)))
 
 
+def mae_times(forecast, truth):
+    """``<|f - o|>`` per init time."""
+    f, o = _align_nan(forecast, truth)
+    return spatial_mean(abs(f - o))
+
+
 def mae(forecast, truth):
     """``mean_t <|f - o|>``."""
+    return time_mean(mae_times(forecast, truth))
+
+
+def bias_times(forecast, truth):
+    """``<f - o>`` per init time."""
     f, o = _align_nan(forecast, truth)
-    return time_mean(spatial_mean(abs(f - o)))
+    return spatial_mean(f - o)
 
 
 def bias(forecast, truth):
     """``mean_t <f - o>``."""
-    f, o = _align_nan(forecast, truth)
-    return time_mean(spatial_mean(f - o))
+    return time_mean(bias_times(forecast, truth))
 
 
-def acc(forecast, truth, climatology):
-    """Uncentred anomaly correlation, averaged over time.
+def acc_times(forecast, truth, climatology):
+    """Uncentred anomaly correlation per init time.
 
     ``ACC_t = <f' o'> / sqrt(<f'^2> <o'^2>)`` with anomalies against the climatology of the
     valid time. A forecast with no anomaly at all (the climatology itself) scores 0; a time
-    whose observed anomaly is identically zero is undefined (NaN) and skipped.
+    whose observed anomaly is identically zero is undefined (NaN).
     """
     f, o = _align_nan(forecast, truth)
     fa, oa = f - climatology, o - climatology
     fvar, ovar = spatial_mean(fa**2), spatial_mean(oa**2)
     acc_t = spatial_mean(fa * oa) / np.sqrt((fvar * ovar).where((fvar > 0) & (ovar > 0)))
-    acc_t = acc_t.where(~((fvar == 0) & (ovar > 0)), 0.0)
-    return time_mean(acc_t)
+    return acc_t.where(~((fvar == 0) & (ovar > 0)), 0.0)
+
+
+def acc(forecast, truth, climatology):
+    """Uncentred anomaly correlation (:func:`acc_times`), averaged over time; undefined times
+    are skipped."""
+    return time_mean(acc_times(forecast, truth, climatology))

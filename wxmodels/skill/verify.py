@@ -125,16 +125,11 @@ def score_times(
     ``(metric, variable, lead_time, time)``, where ``rmse`` holds the squared error (its root
     is taken after the time mean). Blocks of inits scored apart and concatenated on ``time``
     reduce (:func:`reduce_times`) to exactly the scores of all of them at once."""
-    f, o = metrics._align_nan(forecast, truth)
-    fa, oa = f - clim, o - clim
-    fvar, ovar = metrics.spatial_mean(fa**2), metrics.spatial_mean(oa**2)
-    acc_t = metrics.spatial_mean(fa * oa) / np.sqrt((fvar * ovar).where((fvar > 0) & (ovar > 0)))
-    acc_t = acc_t.where(~((fvar == 0) & (ovar > 0)), 0.0)
     per = {
-        "rmse": metrics.spatial_mean((f - o) ** 2),
-        "acc": acc_t,
-        "bias": metrics.spatial_mean(f - o),
-        "mae": metrics.spatial_mean(abs(f - o)),
+        "rmse": metrics.mse(forecast, truth),
+        "acc": metrics.acc_times(forecast, truth, clim),
+        "bias": metrics.bias_times(forecast, truth),
+        "mae": metrics.mae_times(forecast, truth),
     }
     arrs = [per[m].to_array("variable") for m in METRICS if m != "seeps"]
     sp = xr.full_like(arrs[0], np.nan)
