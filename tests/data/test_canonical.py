@@ -171,3 +171,35 @@ def test_specific_humidity_in_cf_dimensionless_units(units):
     np.testing.assert_allclose(out["2m_specific_humidity"], 0.004, rtol=1e-6)
     out = to_canonical(_cf("sphum", "specific_humidity", "g kg-1", 4.0, height=2.0))
     np.testing.assert_allclose(out["2m_specific_humidity"], 0.004, rtol=1e-6)
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["numpy", "dask"])
+@pytest.mark.parametrize("lon0", [0.0, -180.0, 1.5], ids=["0-360", "ascending", "wrapped-mid"])
+def test_latitudes_and_longitudes_put_in_order_with_the_values(chunked, lon0):
+    """Descending latitudes and a longitude axis that wraps are reordered with their values
+    (one copy per chunk), the same as sorting each coordinate; every value stays with its
+    own latitude and longitude."""
+    lat = np.linspace(60.0, -60.0, 5)
+    lon = (
+        (lon0 + 90.0 * np.arange(4) + 180.0) % 360.0 - 180.0
+        if lon0 < 0
+        else lon0 + 90.0 * np.arange(4)
+    )
+    times = pd.date_range("2020-01-01", periods=6, freq="h")
+    # each value encodes its own time, latitude and longitude
+    values = (
+        1000.0 * np.arange(6)[:, None, None] + lat[None, :, None] + lon[None, None, :] / 1000.0
+    ).astype(np.float32) + 200.0
+    ds = xr.Dataset(
+        {"t2m": (("time", "latitude", "longitude"), values, {"units": "K"})},
+        coords={"time": times, "latitude": lat, "longitude": lon},
+    )
+    if chunked:
+        ds = ds.chunk({"time": 4})
+    out = to_canonical(ds)
+    want = ds.rename(latitude="lat", longitude="lon", t2m="2m_temperature")
+    want = want.assign_coords(lon=((want.lon + 180.0) % 360.0) - 180.0).sortby(["lat", "lon"])
+    assert out.lat.values.tolist() == want.lat.values.tolist()
+    assert out.lon.values.tolist() == want.lon.values.tolist()
+    assert (out["2m_temperature"].chunks is not None) == chunked
+    np.testing.assert_array_equal(out["2m_temperature"].values, want["2m_temperature"].values)

@@ -9,8 +9,10 @@ import pytest
 import zarr
 
 from tests.factories import canonical_dataset
+from wxmodels.data.commit import Commit
 from wxmodels.data.stats import ClimAccumulator
 from wxmodels.data.store import COMMIT_KEY, Store
+from wxmodels.data.writepass import _moments_nan_free, hash_steps
 from wxmodels.errors import DataError, IngestError
 
 
@@ -177,3 +179,72 @@ def test_static_mask_and_statistics(store_url):
     c = stats.climatology(hours[:24], ["2m_temperature"], valid)
     assert c.shape == (24, 1, 5, 6)
     assert np.isnan(c[:, :, 0, :2]).all()
+
+
+def test_a_store_from_before_the_crc32c_hashes_keeps_its_own(store_url):
+    """A store created when step hashes were zlib's CRC-32 (its commit record does not say
+    which) is still compared and revised with CRC-32: re-offered steps are skipped, a changed
+    one is a revision, and the hashes stored for appended steps are of the same kind."""
+    ds = canonical_dataset(nt=48)
+    store = _store(store_url)
+    store.append(ds.isel(time=slice(0, 24)))
+    assert store.read_commit().hash == "crc32c"
+    # make it a store of the earlier kind: CRC-32 hashes, no `hash` in the record
+    block = np.stack([ds[v].values[:24] for v in sorted(ds.data_vars)], axis=1)
+    hashes = zarr.open_array(
+        store.sub_url("aux/step_hash"), mode="r+", storage_options=store.zarr_options, zarr_format=3
+    )
+    hashes[:] = hash_steps(block, "crc32")
+    with store.writing():
+        c = store.read_commit()
+        c.hash = "crc32"
+        record = c.to_json()
+        del record["_data"]["hash"]
+        store.write_commit(Commit.from_json(record))
+    assert store.read_commit().hash == "crc32"
+    rep = store.append(ds)
+    assert (rep.appended, rep.skipped, rep.revised) == (24, 24, [])
+    full = np.stack([ds[v].values for v in sorted(ds.data_vars)], axis=1)
+    np.testing.assert_array_equal(store.step_hashes(), hash_steps(full, "crc32"))
+    ds2 = ds.copy(deep=True)
+    ds2["2m_temperature"][30] += 1.0
+    rep = store.append(ds2)
+    assert (rep.appended, rep.revised) == (0, ["2020-01-02 06:00:00"])
+    full = np.stack([ds2[v].values for v in sorted(ds2.data_vars)], axis=1)
+    np.testing.assert_array_equal(store.step_hashes(), hash_steps(full, "crc32"))
+    assert store.append(ds2).revised == []
+
+
+def test_step_hash_schemes_differ_and_see_a_flipped_bit():
+    block = canonical_dataset(nt=4).to_array().transpose("time", "variable", ...).values
+    for scheme in ("crc32c", "crc32"):
+        h = hash_steps(block, scheme)
+        assert len(set(h.tolist())) == 4
+        flipped = block.copy()
+        flipped.view(np.uint32)[2, 1, 3, 4] ^= 1
+        changed = hash_steps(flipped, scheme) != h
+        assert changed.tolist() == [False, False, True, False]
+    assert (hash_steps(block, "crc32c") != hash_steps(block, "crc32")).all()
+    with pytest.raises(ValueError, match="unknown step hash"):
+        hash_steps(block, "md5")
+
+
+def test_statistics_of_nan_free_chunks_match_float64_on_a_global_grid():
+    """The write pass's float32 moments (values shifted by the first step's mean) against
+    float64 numbers, on a chunk the size of a day of the 1.5-degree grid."""
+    rng = np.random.default_rng(1)
+    t = np.arange(24)[:, None, None]
+    lat = np.linspace(-90, 90, 121)[None, :, None]
+    x = (288 - 40 * np.abs(np.sin(np.radians(lat))) + 3 * np.sin(t / 4)) + rng.standard_normal(
+        (24, 121, 240)
+    )
+    x = x.astype(np.float32)
+    (n, mean, m2), (nd, dmean, dm2) = _moments_nan_free(x)
+    x64 = x.astype(np.float64)
+    d64 = np.diff(x64, axis=0)
+    assert (n, nd) == (x.size, d64.size)
+    assert mean == pytest.approx(x64.mean(), rel=1e-9)
+    assert m2 == pytest.approx(((x64 - x64.mean()) ** 2).sum(), rel=1e-6)
+    assert dmean == pytest.approx(d64.mean(), rel=1e-5, abs=1e-6)
+    assert dm2 == pytest.approx(((d64 - d64.mean()) ** 2).sum(), rel=1e-6)
+    assert _moments_nan_free(x[:1])[1] is None

@@ -17,10 +17,9 @@ import dask.array
 import numpy as np
 import pandas as pd
 import xarray as xr
-import zarr
 
 from wxmodels.data import writepass
-from wxmodels.data.arrayio import ArrayIO
+from wxmodels.data.arrayio import ArrayIO, write_group
 from wxmodels.data.commit import Commit
 from wxmodels.data.timeaxis import contiguous, fill_gaps, gap_message, grid_hash, infer_step_s
 from wxmodels.errors import GapError, IngestError
@@ -253,6 +252,7 @@ class Appending(ArrayIO):
                 0,
                 valid=None,
                 prev=None,
+                scheme=writepass.HASHES[0],
                 paused_timeout_s=paused_timeout_s,
             )
             shape = (ds.sizes[LAT], ds.sizes[LON])
@@ -269,14 +269,16 @@ class Appending(ArrayIO):
             self._clear_uncommitted()  # nothing was committed: leave no debris
             raise
         self._write_hashes(res.hashes, 0)
-        sg = zarr.open_group(
-            self.sub_url("static"), mode="w", storage_options=self.zarr_options, zarr_format=3
+        fields = {
+            "valid_mask": valid,
+            **{k: np.asarray(v, np.float32) for k, v in (static or {}).items()},
+        }
+        write_group(
+            self.sub_url("static"),
+            {**fields, LAT: ds[LAT].values, LON: ds[LON].values},
+            storage_options=self.zarr_options,
+            dims={**dict.fromkeys(fields, (LAT, LON)), LAT: (LAT,), LON: (LON,)},
         )
-        sg.create_array("valid_mask", data=valid, dimension_names=(LAT, LON))
-        for name, arr in (static or {}).items():
-            sg.create_array(name, data=np.asarray(arr, np.float32), dimension_names=(LAT, LON))
-        sg.create_array(LAT, data=ds[LAT].values, dimension_names=(LAT,))
-        sg.create_array(LON, data=ds[LON].values, dimension_names=(LON,))
         t0, t1 = str(pd.Timestamp(times[0])), str(pd.Timestamp(times[n - 1]))
         commit = Commit(
             n_time=n,
@@ -299,6 +301,7 @@ class Appending(ArrayIO):
             ],
             inputs=dict(inputs),
             quarantine=dict(quarantine),
+            hash=writepass.HASHES[0],
         )
         moments = commit.get_moments()
         res.add_to(moments, None)
@@ -361,6 +364,7 @@ class Appending(ArrayIO):
                 commit.n_time,
                 valid=valid,
                 prev=prev,
+                scheme=commit.hash,
                 paused_timeout_s=paused_timeout_s,
             )
             missing = res.check(

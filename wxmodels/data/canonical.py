@@ -294,19 +294,76 @@ def _by_standard_name(name: str, std: str, da: xr.DataArray) -> str:
     return base
 
 
+def _order(v: np.ndarray) -> tuple[str, int]:
+    """How to make the coordinate ``v`` ascending: ``("keep", 0)``, ``("flip", 0)`` (it is
+    descending), ``("roll", k)`` (a wrapped longitude axis that starts ascending at ``k``) or
+    ``("sort", 0)``."""
+    d = np.diff(v)
+    if len(v) < 2 or np.all(d > 0):
+        return "keep", 0
+    if np.all(d < 0):
+        return "flip", 0
+    k = int(np.argmin(v))
+    if np.all(np.diff(np.roll(v, -k)) > 0):
+        return "roll", k
+    return "sort", 0
+
+
+def _flip_roll(x: np.ndarray, flip: bool, k: int) -> np.ndarray:
+    """``x[..., ::-1, :]`` (when ``flip``) rolled by ``-k`` on the last axis, in one copy."""
+    if flip:
+        x = x[..., ::-1, :]
+    if not k:
+        return np.ascontiguousarray(x)
+    out = np.empty(x.shape, x.dtype)
+    n = x.shape[-1]
+    out[..., : n - k] = x[..., k:]
+    out[..., n - k :] = x[..., :k]
+    return out
+
+
+def _lat_lon_ascending(ds: xr.Dataset) -> xr.Dataset:
+    """``ds`` (dims ``(time, lat, lon)``) with ascending latitudes and longitudes. The common
+    cases (latitudes descending, a longitude axis from 0 to 360) are one copy of each chunk
+    when it is read, in the same task as its read (xarray's reversal and roll would add a
+    chunk split, a concatenation and a rechunk per variable)."""
+    lat_op, _ = _order(ds[LAT].values)
+    lon_op, k = _order(ds[LON].values)
+    if lat_op == "keep" and lon_op == "keep":
+        return ds
+    whole = all(
+        v.dims == (TIME, LAT, LON)
+        and (v.chunks is None or (len(v.chunks[1]) == 1 and len(v.chunks[2]) == 1))
+        for v in ds.data_vars.values()
+    )
+    if lat_op == "sort" or lon_op == "sort" or not whole:
+        return _ascending(_ascending(ds, LAT), LON)
+    flip = lat_op == "flip"
+    lat = ds[LAT][::-1] if flip else ds[LAT]
+    lon = ds[LON].roll({LON: -k}, roll_coords=True)
+    out = {}
+    for name, v in ds.data_vars.items():
+        data = v.data
+        if v.chunks is None:
+            data = _flip_roll(np.asarray(data), flip, k)
+        else:
+            data = data.map_blocks(_flip_roll, flip, k, dtype=data.dtype)
+        out[name] = xr.DataArray(data, dims=v.dims, attrs=v.attrs)
+    coords = {TIME: ds[TIME], LAT: lat.values, LON: lon.values}
+    res = xr.Dataset(out, coords=coords, attrs=ds.attrs)
+    res[LAT].attrs, res[LON].attrs = ds[LAT].attrs, ds[LON].attrs
+    return res
+
+
 def _ascending(ds: xr.Dataset, dim: str) -> xr.Dataset:
     """Sort ``dim`` ascending, with cheap lazy slices in the common cases (descending: one
     reversal; a wrapped longitude axis: one roll) and a general sort otherwise."""
-    v = ds[dim].values
-    d = np.diff(v)
-    if len(v) < 2 or np.all(d > 0):
-        return ds
-    if np.all(d < 0):
+    op, k = _order(ds[dim].values)
+    if op == "flip":
         return ds.isel({dim: slice(None, None, -1)})
-    k = int(np.argmin(v))
-    if np.all(np.diff(np.roll(v, -k)) > 0):
+    if op == "roll":
         return ds.roll({dim: -k}, roll_coords=True)
-    return ds.sortby(dim)
+    return ds.sortby(dim) if op == "sort" else ds
 
 
 @dataclass(frozen=True)
@@ -448,8 +505,7 @@ def to_canonical(
     lon_vals = res[LON].values
     if np.any(lon_vals >= 180.0):
         res = res.assign_coords({LON: ((res[LON] + 180.0) % 360.0) - 180.0})
-    res = _ascending(res, LAT)
-    res = _ascending(res, LON)
+    res = _lat_lon_ascending(res)
     res[LAT].attrs = {"units": "degrees_north", "standard_name": "latitude"}
     res[LON].attrs = {"units": "degrees_east", "standard_name": "longitude"}
     return res

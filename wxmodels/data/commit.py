@@ -34,6 +34,9 @@ class Commit:
         moments: running sums for normalisation (:class:`~wxmodels.data.stats.Moments`).
         stats_group: where the climatology accumulators of this commit live.
         revision: an in-flight revision (intent log), or ``None``.
+        hash: how the steps' content hashes are computed
+            (:func:`~wxmodels.data.writepass.step_hashes`): ``"crc32c"`` for stores created
+            now, ``"crc32"`` (the default of a record that does not say) for older ones.
     """
 
     n_time: int
@@ -50,6 +53,7 @@ class Commit:
     moments: dict[str, list[float]] = field(default_factory=dict)
     stats_group: str | None = None
     revision: dict[str, Any] | None = None
+    hash: str = "crc32"
 
     @property
     def version(self) -> str:

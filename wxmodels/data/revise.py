@@ -64,7 +64,7 @@ def apply(
     variables = list(commit.variables)
     arrays = [old[v].data for v in variables]
     src = np.stack(dask.compute(*arrays), axis=1).astype(np.float32)  # (k, V, H, W)
-    new_hash = hash_steps(src)
+    new_hash = hash_steps(src, commit.hash)
     changed = new_hash != store.step_hashes(commit)[idx]
     if not changed.any():
         return commit, []
@@ -127,7 +127,7 @@ def _rewrite(store: Store, commit: Commit) -> Commit:
     hashes = zarr.open_array(
         store.sub_url("aux/step_hash"), mode="r+", storage_options=store.zarr_options, zarr_format=3
     )
-    hashes.oindex[sel] = hash_steps(new)
+    hashes.oindex[sel] = hash_steps(new, commit.hash)
     crash_point("revision:after-region")
     # statistics: take the old values out, put the new ones in
     valid = store.static()["valid_mask"].values
