@@ -80,7 +80,7 @@ def test_a_killed_writer_s_lease_is_taken_over(tmp_path, s3_server):
     files = [str(f) for f in sorted((tmp_path / "landing").glob("*.nc"))]
     cfg = _cfg(url, so, files, lock_lease_s=3)
     p = _child(cfg, crash="append:after-data")  # dies holding the lease
-    assert p.wait(300) == -signal.SIGKILL
+    assert p.wait(300) == -signal.SIGKILL, p.stderr.read().decode()[-3000:]
     store = Store(url, so)
     tickets = store.fs.find(f"{store.root}/_wxc/lease")
     assert tickets, "the killed writer left its lease"

@@ -445,14 +445,13 @@ class Appending(ArrayIO):
 
 def _metadata_only(ds: xr.Dataset) -> xr.Dataset:
     """``ds`` with each data variable's values replaced by an empty dask array of the same
-    shape, chunks, dtype, attributes and encoding: ``to_zarr(compute=False)`` then writes the
-    same metadata and coordinates without building (and discarding) a write graph over the
-    source's whole read graph."""
+    shape, dtype, attributes and encoding, in one chunk: ``to_zarr(compute=False)`` then
+    writes the same metadata and coordinates without building (and discarding) a write graph
+    over the source's whole read graph (the Zarr chunks come from the encoding or the
+    existing arrays; one dask chunk overlaps no other)."""
     return ds.assign(
         {
-            v: ds[v].copy(
-                data=dask.array.empty(ds[v].shape, chunks=ds[v].data.chunks, dtype=ds[v].dtype)
-            )
+            v: ds[v].copy(data=dask.array.empty(ds[v].shape, chunks=-1, dtype=ds[v].dtype))
             for v in ds.data_vars
         }
     )

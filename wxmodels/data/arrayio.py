@@ -64,6 +64,9 @@ def write_group(
                     data=np.asarray(v),
                     dimension_names=(dims or {}).get(k),
                     overwrite=True,
+                    # a new group: a chunk equal to the fill value is written, not deleted
+                    # (deletes are batched requests that some S3 servers refuse)
+                    config={"write_empty_chunks": True},
                     **options(np.asarray(v)),
                 )
                 for k, v in arrays.items()
