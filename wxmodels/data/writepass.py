@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import warnings
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import google_crc32c
@@ -36,6 +36,10 @@ _NAN = np.float32(np.nan)
 
 HASHES = ("crc32c", "crc32")
 """Step hash schemes (:func:`step_hashes`), the one for new stores first."""
+_CRCS: dict[str, Callable[[Any, int], int]] = {
+    "crc32c": lambda data, value: google_crc32c.extend(value, data),
+    "crc32": zlib.crc32,
+}
 
 
 def step_hashes(
@@ -53,11 +57,8 @@ def step_hashes(
     as much as the rest of the write pass. The CRC is chained variable by variable, so no
     stacked copy of the step is needed.
     """
-    if scheme == "crc32c":
-        crc_of = google_crc32c.extend
-    elif scheme == "crc32":
-        crc_of = zlib.crc32
-    else:
+    crc_of = _CRCS.get(scheme)
+    if crc_of is None:
         raise ValueError(f"unknown step hash {scheme!r} (known: {', '.join(HASHES)})")
     t = arrays[0].shape[0]
     crc = [0] * t
@@ -69,7 +70,7 @@ def step_hashes(
         words = x.reshape(t, -1).view(np.uint32)
         sums += words.sum(axis=1, dtype=np.uint32)  # wraps: the sum modulo 2**32
         for i in range(t):
-            crc[i] = crc_of(crc[i], words[i]) if scheme == "crc32c" else crc_of(words[i], crc[i])
+            crc[i] = crc_of(words[i], crc[i])
     return (np.asarray(crc, np.uint64) << np.uint64(32)) | sums.astype(np.uint64)
 
 
