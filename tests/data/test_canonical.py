@@ -180,11 +180,7 @@ def test_latitudes_and_longitudes_put_in_order_with_the_values(chunked, lon0):
     (one copy per chunk), the same as sorting each coordinate; every value stays with its
     own latitude and longitude."""
     lat = np.linspace(60.0, -60.0, 5)
-    lon = (
-        (lon0 + 90.0 * np.arange(4) + 180.0) % 360.0 - 180.0
-        if lon0 < 0
-        else lon0 + 90.0 * np.arange(4)
-    )
+    lon = lon0 + 90.0 * np.arange(4)
     times = pd.date_range("2020-01-01", periods=6, freq="h")
     # each value encodes its own time, latitude and longitude
     values = (

@@ -53,6 +53,8 @@ def write_group(
         chunks = (1, *v.shape[1:]) if v.ndim > 1 and v.shape[0] > 1 else "auto"
         return {"compressors": None, "chunks": chunks}
 
+    values = {k: np.asarray(v) for k, v in arrays.items()}
+
     async def write() -> None:
         g = await zasync.open_group(
             store=url, mode="w", storage_options=storage_options, zarr_format=3
@@ -61,15 +63,15 @@ def write_group(
             *(
                 g.create_array(
                     k,
-                    data=np.asarray(v),
+                    data=v,
                     dimension_names=(dims or {}).get(k),
                     overwrite=True,
                     # a new group: a chunk equal to the fill value is written, not deleted
                     # (deletes are batched requests that some S3 servers refuse)
                     config={"write_empty_chunks": True},
-                    **options(np.asarray(v)),
+                    **options(v),
                 )
-                for k, v in arrays.items()
+                for k, v in values.items()
             )
         )
 
